@@ -1,0 +1,279 @@
+//! The engine's vocabulary: identifiers, actions for the adapter, events for
+//! the application, configuration and errors.
+
+use crate::metadata::SubstError;
+use crate::policy::PolicyError;
+use crate::state::{Flags, StreamState};
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+macro_rules! id_type {
+    ($(#[$m:meta])* $name:ident, $prefix:literal) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub u64);
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!($prefix, "{}"), self.0)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A logical stream: lives from `create` to `destroy`, across connections.
+    StreamId, "ss"
+);
+id_type!(
+    /// One transport connection (TCP or Unix socket) the adapter carries.
+    ConnId, "conn"
+);
+id_type!(
+    /// One listening socket the adapter carries for a server streamtype.
+    ListenerId, "listen"
+);
+
+/// A socket address to connect to or bind: IP, Unix path, or Linux abstract name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum SockAddr {
+    /// An IP address and port.
+    Ip(SocketAddr),
+    /// A Unix domain socket path (endpoint `+path`).
+    Unix(String),
+    /// A Linux abstract-namespace Unix socket name, without the leading NUL (endpoint `+@name`).
+    UnixAbstract(String),
+}
+
+/// Where to connect.
+pub type ConnectAddr = SockAddr;
+/// Where to listen.
+pub type BindAddr = SockAddr;
+
+impl fmt::Display for SockAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SockAddr::Ip(a) => write!(f, "{a}"),
+            SockAddr::Unix(p) => write!(f, "unix:{p}"),
+            SockAddr::UnixAbstract(n) => write!(f, "unix:@{n}"),
+        }
+    }
+}
+
+/// Something the adapter must do on the engine's behalf.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Resolve `host`; answer with `handle_resolved` (an empty list is a failure).
+    Resolve {
+        /// Connection the lookup is for.
+        conn: ConnId,
+        /// DNS name to look up.
+        host: String,
+    },
+    /// Open a connection; answer with `handle_connected` or `handle_connect_failed`.
+    Connect {
+        /// The new connection's id.
+        conn: ConnId,
+        /// Where to connect.
+        addr: ConnectAddr,
+    },
+    /// Write these bytes, in order; report progress with `handle_sent`.
+    Transmit {
+        /// Connection to write on.
+        conn: ConnId,
+        /// Bytes to write.
+        data: Vec<u8>,
+    },
+    /// Close the connection (after writing what was already handed over). No
+    /// `handle_closed` is expected for it.
+    Close {
+        /// Connection to close.
+        conn: ConnId,
+    },
+    /// Open a listening socket; answer with `handle_listening` or `handle_listen_failed`.
+    Listen {
+        /// The listener's id.
+        listener: ListenerId,
+        /// Address to bind.
+        bind: BindAddr,
+    },
+    /// Close a listening socket.
+    StopListening {
+        /// Listener to close.
+        listener: ListenerId,
+    },
+    /// Apply IP ToS bits and socket priority from the streamtype's `attr_*`.
+    SetSocketOptions {
+        /// Connection to configure.
+        conn: ConnId,
+        /// IP ToS byte.
+        tos: u8,
+        /// Socket priority (0..=7).
+        priority: u8,
+    },
+}
+
+/// Something the application should know.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The stream entered `state`; `ack` carries the reference's ordinal argument.
+    State {
+        /// Stream concerned.
+        stream: StreamId,
+        /// New state.
+        state: StreamState,
+        /// Extra argument (e.g. the mapped code for `http_resp_map` states).
+        ack: u32,
+    },
+    /// Payload received for the stream.
+    Rx {
+        /// Stream concerned.
+        stream: StreamId,
+        /// The payload.
+        data: Vec<u8>,
+        /// SOM / EOM and other flags.
+        flags: Flags,
+    },
+    /// The stream asked to transmit and may now write up to `budget` bytes with
+    /// `Engine::write` (or pass, which is TX_DONT_SEND).
+    Writable {
+        /// Stream concerned.
+        stream: StreamId,
+        /// Suggested maximum for this write.
+        budget: usize,
+    },
+    /// A server stream accepted a connection, which is the new stream `stream`.
+    Accepted {
+        /// The server (listening) stream.
+        server: StreamId,
+        /// The stream created for the accepted connection.
+        stream: StreamId,
+    },
+    /// A server stream is listening on `addr`.
+    Listening {
+        /// The server stream.
+        stream: StreamId,
+        /// The bound address (with the real port when the policy said 0).
+        addr: String,
+    },
+    /// A server stream could not listen.
+    ListenFailed {
+        /// The server stream.
+        stream: StreamId,
+        /// Why, from the adapter.
+        reason: String,
+    },
+}
+
+impl Event {
+    /// The stream the event concerns.
+    pub fn stream(&self) -> StreamId {
+        match self {
+            Event::State { stream, .. }
+            | Event::Rx { stream, .. }
+            | Event::Writable { stream, .. }
+            | Event::Accepted { stream, .. }
+            | Event::Listening { stream, .. }
+            | Event::ListenFailed { stream, .. } => *stream,
+        }
+    }
+}
+
+/// Engine settings that are not policy: randomness, timeouts and bounds.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Seed for retry jitter; the same seed gives the same schedule.
+    pub seed: u64,
+    /// How long a connection attempt (resolve + connect) may take.
+    pub connect_timeout: Duration,
+    /// Bytes handed to the adapter but not yet reported sent, above which no
+    /// more `Writable` events are given for the connection.
+    pub tx_high_water: usize,
+    /// Budget offered with each `Writable` event.
+    pub tx_budget: usize,
+    /// Largest single `write`.
+    pub max_write: usize,
+    /// Most streams alive at once (client, server and accepted together).
+    pub max_streams: usize,
+    /// Largest metadata value.
+    pub max_metadata_len: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            seed: 0,
+            connect_timeout: Duration::from_secs(20),
+            tx_high_water: 64 * 1024,
+            tx_budget: 16 * 1024,
+            max_write: 1024 * 1024,
+            max_streams: 65_536,
+            max_metadata_len: 4096,
+        }
+    }
+}
+
+/// Why an application call was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// The policy has no streamtype of this name.
+    UnknownStreamtype(String),
+    /// The stream does not exist (never did, or was destroyed).
+    NoSuchStream(StreamId),
+    /// The streamtype declares no metadata of this name.
+    UnknownMetadata(String),
+    /// The stream has no connection to write on.
+    NotConnected(StreamId),
+    /// A value exceeds a configured bound.
+    TooLarge {
+        /// What was too large.
+        what: &'static str,
+        /// Its size.
+        len: usize,
+        /// The bound.
+        max: usize,
+    },
+    /// The call does not apply to this kind of stream (e.g. connect on a server).
+    WrongKind(&'static str),
+    /// Too many streams are alive.
+    TooManyStreams,
+    /// A `${metadata}` substitution failed.
+    Substitution(SubstError),
+    /// A policy or overlay failed to load.
+    Policy(PolicyError),
+    /// The endpoint cannot be used.
+    BadEndpoint(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::UnknownStreamtype(n) => write!(f, "no streamtype \"{n}\" in the policy"),
+            Error::NoSuchStream(s) => write!(f, "no stream {s}"),
+            Error::UnknownMetadata(n) => {
+                write!(f, "metadata \"{n}\" is not declared by the streamtype")
+            }
+            Error::NotConnected(s) => write!(f, "stream {s} has no connection"),
+            Error::TooLarge { what, len, max } => write!(f, "{what} of {len} bytes exceeds {max}"),
+            Error::WrongKind(why) => write!(f, "{why}"),
+            Error::TooManyStreams => write!(f, "too many streams"),
+            Error::Substitution(e) => write!(f, "{e}"),
+            Error::Policy(e) => write!(f, "{e}"),
+            Error::BadEndpoint(e) => write!(f, "bad endpoint: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<SubstError> for Error {
+    fn from(e: SubstError) -> Self {
+        Error::Substitution(e)
+    }
+}
+
+impl From<PolicyError> for Error {
+    fn from(e: PolicyError) -> Self {
+        Error::Policy(e)
+    }
+}

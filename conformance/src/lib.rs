@@ -1,1 +1,5 @@
-//! placeholder
+//! Conformance: the deterministic simulation harness and the shared adapter
+//! test suite that every adapter (mio, smol, tokio) must pass.
+
+pub mod driver;
+pub mod drivers;

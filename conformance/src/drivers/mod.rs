@@ -1,0 +1,3 @@
+//! [`crate::driver::Driver`] for each adapter.
+
+// Each adapter adds its module here: `pub mod mio; pub mod smol; pub mod tokio;`

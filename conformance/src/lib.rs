@@ -3,3 +3,4 @@
 
 pub mod driver;
 pub mod drivers;
+pub mod fuzz_engine;

@@ -219,10 +219,10 @@ impl Host {
                 let mut buf = Vec::with_capacity(budget.min(64 * 1024));
                 let mut flags = Flags::NONE;
                 let r = h.tx(&mut ctx, &mut buf, budget, &mut flags);
+                // A failed write means the connection went away under the
+                // handler; it hears DISCONNECTED next.
                 if r == SsRet::Ok && !ctx.destroyed {
-                    if ctx.engine.write(now, id, &buf, flags).is_err() {
-                        // The connection went away under the handler; it will hear DISCONNECTED.
-                    }
+                    let _ = ctx.engine.write(now, id, &buf, flags);
                 }
                 r
             }

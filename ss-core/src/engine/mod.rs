@@ -79,6 +79,8 @@ struct Conn {
 /// The Secure Streams engine. See the crate docs for the input/output shape.
 pub struct Engine {
     policy: Policy,
+    /// Streamtypes shared by their streams, rebuilt when the policy changes.
+    shared: BTreeMap<String, SharedType>,
     config: EngineConfig,
     rng: Rng,
     streams: BTreeMap<StreamId, Stream>,
@@ -95,6 +97,7 @@ impl Engine {
     /// An engine running `policy`, with randomness seeded from `config.seed`.
     pub fn new(policy: Policy, config: EngineConfig) -> Self {
         Engine {
+            shared: share(&policy),
             policy,
             rng: Rng::new(config.seed),
             config,
@@ -117,12 +120,15 @@ impl Engine {
     /// Replace the policy. Streams created from now on use it; existing
     /// streams keep the streamtype they were created with.
     pub fn set_policy(&mut self, policy: Policy) {
+        self.shared = share(&policy);
         self.policy = policy;
     }
 
     /// Apply a policy overlay (a fragment overriding streamtype settings).
     pub fn apply_overlay(&mut self, json: &str) -> Result<(), Error> {
-        self.policy.apply_overlay(json).map_err(Error::Policy)
+        self.policy.apply_overlay(json).map_err(Error::Policy)?;
+        self.shared = share(&self.policy);
+        Ok(())
     }
 
     /// The configuration the engine was built with.
@@ -152,14 +158,14 @@ impl Engine {
     /// Create a stream of `streamtype`. A client stream reports CREATING and,
     /// if `nailed_up`, starts connecting; a server stream starts listening.
     pub fn create(&mut self, now: Instant, streamtype: &str) -> Result<StreamId, Error> {
-        let st = self
-            .policy
-            .streamtype(streamtype)
+        let (st, retry) = self
+            .shared
+            .get(streamtype)
+            .cloned()
             .ok_or_else(|| Error::UnknownStreamtype(streamtype.to_string()))?;
         if self.streams.len() >= self.config.max_streams {
             return Err(Error::TooManyStreams);
         }
-        let st = Arc::new(st.clone());
         let bind = if st.server {
             Some(server_bind(&st)?)
         } else {
@@ -172,7 +178,7 @@ impl Engine {
             },
             None => Role::Client,
         };
-        self.insert_stream(id, st, role);
+        self.insert_stream(id, st, retry, role);
         self.emit_state(id, StreamState::Creating, 0);
         match (role, bind) {
             (Role::Server { listener }, Some(bind)) => {
@@ -269,6 +275,8 @@ impl Engine {
 
     /// Destroy the stream: it reports DESTROYING and is gone. Destroying a
     /// server stream closes its listener and every connection it accepted.
+    // `now` is part of every input's signature so protocols can act on it later.
+    #[allow(clippy::only_used_in_recursion)]
     pub fn destroy(&mut self, now: Instant, id: StreamId) -> Result<(), Error> {
         let s = self.streams.remove(&id).ok_or(Error::NoSuchStream(id))?;
         self.tx_pending.remove(&id);
@@ -502,10 +510,13 @@ impl Engine {
         if self.streams.len() >= self.config.max_streams {
             return None;
         }
-        let st = self.streams.get(&server)?.st.clone();
+        let (st, retry) = self
+            .streams
+            .get(&server)
+            .map(|s| (s.st.clone(), s.retry.clone()))?;
         let id = StreamId(self.alloc_id());
         let conn = ConnId(self.alloc_id());
-        self.insert_stream(id, st.clone(), Role::Accepted { server });
+        self.insert_stream(id, st.clone(), retry, Role::Accepted { server });
         self.events
             .push_back(Event::Accepted { server, stream: id });
         self.emit_state(id, StreamState::Creating, 0);
@@ -581,12 +592,13 @@ impl Engine {
         self.streams.get_mut(&id).ok_or(Error::NoSuchStream(id))
     }
 
-    fn insert_stream(&mut self, id: StreamId, st: Arc<StreamType>, role: Role) {
-        let retry = st
-            .retry
-            .as_deref()
-            .and_then(|r| self.policy.retry_policy(r))
-            .map(|r| Arc::new(r.clone()));
+    fn insert_stream(
+        &mut self,
+        id: StreamId,
+        st: Arc<StreamType>,
+        retry: Option<Arc<RetryPolicy>>,
+        role: Role,
+    ) {
         let md = st.metadata.len();
         self.streams.insert(
             id,
@@ -638,7 +650,7 @@ impl Engine {
         self.timers.cancel(Timer::Retry(id));
         self.emit_state(id, StreamState::Connecting, 0);
 
-        let target = match self.streams.get(&id).map(|s| resolve_endpoint(s)) {
+        let target = match self.streams.get(&id).map(resolve_endpoint) {
             Some(Ok(t)) => t,
             _ => {
                 // Nothing to connect to (bad endpoint or substitution): unreachable.
@@ -812,6 +824,24 @@ impl Engine {
             }
         }
     }
+}
+
+/// A streamtype and its retry policy, shared by every stream of that type.
+type SharedType = (Arc<StreamType>, Option<Arc<RetryPolicy>>);
+
+fn share(policy: &Policy) -> BTreeMap<String, SharedType> {
+    policy
+        .streamtypes
+        .iter()
+        .map(|st| {
+            let retry = st
+                .retry
+                .as_deref()
+                .and_then(|r| policy.retry_policy(r))
+                .map(|r| Arc::new(r.clone()));
+            (st.name.clone(), (Arc::new(st.clone()), retry))
+        })
+        .collect()
 }
 
 enum Target {

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The project's test command: formatting, lints, every test in the workspace,
+# and a build check of the fuzz targets.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace
+# The fuzz targets must keep building (they run on nightly/RUSTC_BOOTSTRAP; see README).
+cargo check --manifest-path fuzz/Cargo.toml --bins

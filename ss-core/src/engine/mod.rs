@@ -921,6 +921,3 @@ fn tos_bits(a: &crate::policy::Attributes) -> u8 {
     }
     tos
 }
-
-#[cfg(test)]
-mod tests;

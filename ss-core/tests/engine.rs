@@ -1,9 +1,14 @@
-use super::*;
-use crate::handler::{Handler, Host, StreamCtx};
-use crate::policy::{MetadataDecl, Policy, Protocol, StreamType};
-use crate::state::SsRet;
+//! Engine behaviour through its public API: lifecycle, retry, servers, callbacks.
+
+use ss_core::engine::SockAddr;
+use ss_core::policy::{MetadataDecl, Policy, Protocol, StreamType};
+use ss_core::{
+    Action, ConnId, Engine, EngineConfig, Error, Event, Flags, Handler, Host, ListenerId,
+    RetryPolicy, SsRet, StreamCtx, StreamId, StreamState,
+};
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 fn policy() -> Policy {
     let retry = RetryPolicy {

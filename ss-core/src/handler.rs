@@ -120,6 +120,7 @@ pub struct Host {
     pub engine: Engine,
     handlers: BTreeMap<StreamId, Box<dyn Handler>>,
     factories: BTreeMap<StreamId, HandlerFactory>,
+    listening: BTreeMap<StreamId, Result<String, String>>,
     unhandled: Vec<Event>,
 }
 
@@ -170,6 +171,14 @@ impl Host {
         self.handlers.len()
     }
 
+    /// Where a server stream listens: `Some(Ok(addr))` once bound (with the
+    /// real port when the policy said 0), `Some(Err(reason))` if it could not.
+    pub fn listening(&self, server: StreamId) -> Option<Result<&str, &str>> {
+        self.listening
+            .get(&server)
+            .map(|r| r.as_ref().map(|a| a.as_str()).map_err(|e| e.as_str()))
+    }
+
     /// Events for streams without a handler, kept for the caller; drains them.
     pub fn take_unhandled(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.unhandled)
@@ -195,6 +204,15 @@ impl Host {
                 self.handlers.insert(stream, h);
             }
             return;
+        }
+        match &ev {
+            Event::Listening { stream, addr } => {
+                self.listening.insert(*stream, Ok(addr.clone()));
+            }
+            Event::ListenFailed { stream, reason } => {
+                self.listening.insert(*stream, Err(reason.clone()));
+            }
+            _ => {}
         }
         let id = ev.stream();
         // Take the handler out while it runs: it may destroy its own stream.
@@ -242,6 +260,7 @@ impl Host {
         }
         if final_state {
             self.factories.remove(&id);
+            self.listening.remove(&id);
         } else {
             // Keep the handler until its DESTROYING has been delivered.
             self.handlers.insert(id, h);

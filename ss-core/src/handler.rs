@@ -131,6 +131,7 @@ impl Host {
             engine,
             handlers: BTreeMap::new(),
             factories: BTreeMap::new(),
+            listening: BTreeMap::new(),
             unhandled: vec![],
         }
     }

@@ -4,3 +4,4 @@
 pub mod driver;
 pub mod drivers;
 pub mod fuzz_engine;
+pub mod sim;

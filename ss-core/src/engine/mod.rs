@@ -263,12 +263,18 @@ impl Engine {
         Ok(data.len())
     }
 
-    /// Close the stream's connection (`LWSSSSRET_DISCONNECT_ME`). The stream
-    /// reports DISCONNECTED and then reconnects or not as after any drop.
+    /// Close the stream's connection (`LWSSSSRET_DISCONNECT_ME`). An open
+    /// connection reports DISCONNECTED and then reconnects or not as after any
+    /// drop; an attempt still under way reports UNREACHABLE and backs off.
     pub fn disconnect(&mut self, now: Instant, id: StreamId) -> Result<(), Error> {
         if let Some(conn) = self.stream(id)?.conn {
             self.actions.push_back(Action::Close { conn });
-            self.conn_lost(now, conn);
+            // An attempt that never connected fails like any other attempt
+            // (UNREACHABLE, then backoff); an open connection is a drop.
+            match self.conns.get(&conn).map(|c| &c.phase) {
+                Some(Phase::Open) => self.conn_lost(now, conn),
+                _ => self.connect_failed(now, conn),
+            }
         }
         Ok(())
     }

@@ -1,0 +1,23 @@
+//! Deterministic simulation: many engines on an in-memory network with
+//! virtual time and seeded faults, every run replayable from its seed.
+//!
+//! * [`net`]: the network ([`Sim`]): nodes with addresses, DNS, listeners,
+//!   connections as ordered byte pipes with latency, and faults (refused
+//!   connects, DNS failures, connects that never complete, resets, partial
+//!   writes, delays), all drawn from one seeded [`SimRng`].
+//! * [`trace`]: what a run records: every application-visible event and
+//!   every fault, with virtual time.
+//! * [`echo`]: the raw echo scenario and its invariants.
+//!
+//! Replay a seed: `SIM_SEED=N cargo test -p conformance --test sim replay -- --nocapture`.
+
+pub mod echo;
+pub mod net;
+pub mod trace;
+
+pub use echo::{run_echo, ClientSpec, EchoConfig, EchoReport, EchoSim, StartMode};
+pub use net::{
+    derive_seed, App, AppCx, FaultConfig, Limits, LinkId, LinkInfo, NodeId, Sim, SimError, SimRng,
+    Stack, Stats,
+};
+pub use trace::{Fault, FaultKind, NetStep, TraceEntry, TraceKind};

@@ -1,1 +1,570 @@
-//! placeholder
+//! Secure Streams adapter for [smol].
+//!
+//! [`Runtime`] owns a [`Host`] (engine plus stream handlers) and a
+//! single-threaded [`smol::LocalExecutor`]. Each connection, listener and DNS
+//! lookup is a small task; tasks report to the loop over one bounded channel
+//! (so a fast peer is slowed down rather than buffered without limit) and the
+//! loop sends each connection its bytes to write over that connection's own
+//! channel, whose contents the engine's flow control bounds. Tasks only run
+//! inside [`Runtime::run_until`]. DNS uses [`async_net::resolve`], which runs
+//! the lookup on the blocking thread pool. Time is `std::time::Instant::now()`.
+
+use async_channel::{bounded, unbounded, Receiver, Sender};
+use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
+use smol::{Async, LocalExecutor, Task, Timer};
+use ss_core::engine::SockAddr;
+use ss_core::{Action, ConnId, Host, ListenerId};
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Shutdown, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Size of one read; each read is handed to the engine as one `handle_data`.
+pub const READ_CHUNK: usize = 16 * 1024;
+/// How long a closed connection may take to flush what it was handed.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(5);
+/// Reports from tasks that may wait for the loop before tasks block.
+const REPORT_QUEUE: usize = 64;
+
+/// A connected stream socket, shared by a connection's reader and writer.
+#[derive(Clone)]
+enum Sock {
+    Tcp(Arc<Async<TcpStream>>),
+    Unix(Arc<Async<UnixStream>>),
+}
+
+impl Sock {
+    async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Sock::Tcp(s) => (&**s).read(buf).await,
+            Sock::Unix(s) => (&**s).read(buf).await,
+        }
+    }
+    async fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sock::Tcp(s) => (&**s).write(buf).await,
+            Sock::Unix(s) => (&**s).write(buf).await,
+        }
+    }
+    fn shutdown(&self) {
+        let _ = match self {
+            Sock::Tcp(s) => s.get_ref().shutdown(Shutdown::Both),
+            Sock::Unix(s) => s.get_ref().shutdown(Shutdown::Both),
+        };
+    }
+    fn set_options(&self, tos: u8, priority: u8) {
+        let sock = match self {
+            Sock::Tcp(s) => socket2::SockRef::from(s.get_ref()),
+            Sock::Unix(s) => socket2::SockRef::from(s.get_ref()),
+        };
+        if matches!(self, Sock::Tcp(_)) && tos != 0 {
+            let _ = sock.set_tos_v4(u32::from(tos));
+        }
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if priority != 0 {
+            let _ = sock.set_priority(u32::from(priority));
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let _ = priority;
+    }
+}
+
+/// What the loop tells a connection task.
+enum Cmd {
+    Write(Vec<u8>),
+    SetOptions(u8, u8),
+    /// Flush what was written before, then close.
+    Close,
+}
+
+/// What tasks tell the loop; `tag` identifies the task, so reports from a
+/// task the loop has since replaced are ignored.
+enum Report {
+    Resolved(ConnId, u64, Vec<IpAddr>),
+    Connected(ConnId, u64),
+    ConnectFailed(ConnId, u64, String),
+    Data(ConnId, u64, Vec<u8>),
+    Sent(ConnId, u64, usize),
+    Closed(ConnId, u64),
+    Accepted(ListenerId, u64, Sock),
+}
+
+/// The loop's side of one connection (or of its DNS lookup).
+struct ConnTask {
+    tag: u64,
+    cmds: Option<Sender<Cmd>>,
+    _task: Task<()>,
+}
+
+enum Unlink {
+    None,
+    Path(String),
+}
+
+struct ListenTask {
+    tag: u64,
+    unlink: Unlink,
+    _task: Task<()>,
+}
+
+/// The smol event loop around a [`Host`].
+pub struct Runtime {
+    host: Host,
+    ex: Rc<LocalExecutor<'static>>,
+    tx: Sender<Report>,
+    rx: Receiver<Report>,
+    conns: HashMap<ConnId, ConnTask>,
+    listeners: HashMap<ListenerId, ListenTask>,
+    next_tag: u64,
+}
+
+impl Runtime {
+    /// A runtime carrying `host`.
+    pub fn new(host: Host) -> Self {
+        let (tx, rx) = bounded(REPORT_QUEUE);
+        Runtime {
+            host,
+            ex: Rc::new(LocalExecutor::new()),
+            tx,
+            rx,
+            conns: HashMap::new(),
+            listeners: HashMap::new(),
+            next_tag: 1,
+        }
+    }
+
+    /// The host, to create streams or inspect state between runs.
+    pub fn host(&mut self) -> &mut Host {
+        &mut self.host
+    }
+
+    /// The clock passed to the engine.
+    pub fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    /// Run the loop until `done` returns true (checked after every
+    /// iteration) or `timeout` passes. Returns whether `done` became true.
+    pub fn run_until(
+        &mut self,
+        timeout: Duration,
+        done: &mut dyn FnMut(&mut Host) -> bool,
+    ) -> bool {
+        let deadline = Instant::now() + timeout;
+        let ex = self.ex.clone();
+        smol::block_on(ex.run(self.main_loop(deadline, done)))
+    }
+
+    async fn main_loop(
+        &mut self,
+        deadline: Instant,
+        done: &mut dyn FnMut(&mut Host) -> bool,
+    ) -> bool {
+        loop {
+            let now = Instant::now();
+            self.settle(now);
+            if done(&mut self.host) {
+                return true;
+            }
+            if now >= deadline {
+                return false;
+            }
+            let mut wake = deadline;
+            if let Some(t) = self.host.engine.poll_timeout() {
+                wake = wake.min(t);
+            }
+            let rx = self.rx.clone();
+            let first = future::or(async { rx.recv().await.ok() }, async {
+                Timer::at(wake).await;
+                None
+            })
+            .await;
+            let now = Instant::now();
+            if let Some(r) = first {
+                self.report(now, r);
+                // Take what else is waiting, a bounded batch at a time.
+                for _ in 0..REPORT_QUEUE {
+                    match self.rx.try_recv() {
+                        Ok(r) => self.report(now, r),
+                        Err(_) => break,
+                    }
+                }
+            }
+            if self
+                .host
+                .engine
+                .poll_timeout()
+                .is_some_and(|t| t <= Instant::now())
+            {
+                self.host.engine.handle_timeout(Instant::now());
+            }
+            // Let tasks woken by this turn run before the next one.
+            future::yield_now().await;
+        }
+    }
+
+    /// Carry out actions and dispatch events until neither is pending.
+    fn settle(&mut self, now: Instant) {
+        while let Some(a) = self.host.engine.poll_action() {
+            self.act(now, a);
+        }
+        for _ in 0..1000 {
+            self.host.dispatch(now);
+            let mut any = false;
+            while let Some(a) = self.host.engine.poll_action() {
+                any = true;
+                self.act(now, a);
+            }
+            if !any {
+                break;
+            }
+        }
+    }
+
+    fn tag(&mut self) -> u64 {
+        self.next_tag += 1;
+        self.next_tag
+    }
+
+    fn current(&self, conn: ConnId, tag: u64) -> bool {
+        self.conns.get(&conn).is_some_and(|c| c.tag == tag)
+    }
+
+    fn report(&mut self, now: Instant, r: Report) {
+        match r {
+            Report::Resolved(conn, tag, ips) => {
+                if self.current(conn, tag) {
+                    self.conns.remove(&conn);
+                    self.host.engine.handle_resolved(now, conn, &ips);
+                }
+            }
+            Report::Connected(conn, tag) => {
+                if self.current(conn, tag) {
+                    self.host.engine.handle_connected(now, conn);
+                }
+            }
+            Report::ConnectFailed(conn, tag, why) => {
+                if self.current(conn, tag) {
+                    self.conns.remove(&conn);
+                    self.host.engine.handle_connect_failed(now, conn, &why);
+                }
+            }
+            Report::Data(conn, tag, data) => {
+                if self.current(conn, tag) {
+                    self.host.engine.handle_data(now, conn, &data);
+                }
+            }
+            Report::Sent(conn, tag, n) => {
+                if self.current(conn, tag) {
+                    self.host.engine.handle_sent(now, conn, n);
+                }
+            }
+            Report::Closed(conn, tag) => {
+                if self.current(conn, tag) {
+                    self.conns.remove(&conn);
+                    self.host.engine.handle_closed(now, conn);
+                }
+            }
+            Report::Accepted(listener, tag, sock) => {
+                let live = self.listeners.get(&listener).map(|l| l.tag);
+                if live != Some(tag) {
+                    sock.shutdown();
+                    return;
+                }
+                match self.host.engine.handle_accepted(now, listener) {
+                    Some(conn) => self.spawn_conn(conn, None, Some(sock)),
+                    None => sock.shutdown(),
+                }
+            }
+        }
+    }
+
+    fn act(&mut self, now: Instant, a: Action) {
+        match a {
+            Action::Resolve { conn, host } => {
+                let tag = self.tag();
+                let tx = self.tx.clone();
+                let task = self.ex.spawn(async move {
+                    let ips: Vec<IpAddr> = async_net::resolve((host.as_str(), 0))
+                        .await
+                        .map(|v| v.into_iter().map(|a| a.ip()).collect())
+                        .unwrap_or_default();
+                    let _ = tx.send(Report::Resolved(conn, tag, ips)).await;
+                });
+                self.conns.insert(
+                    conn,
+                    ConnTask {
+                        tag,
+                        cmds: None,
+                        _task: task,
+                    },
+                );
+            }
+            Action::Connect { conn, addr } => self.spawn_conn(conn, Some(addr), None),
+            Action::Transmit { conn, data } => self.send(conn, Cmd::Write(data)),
+            Action::SetSocketOptions {
+                conn,
+                tos,
+                priority,
+            } => self.send(conn, Cmd::SetOptions(tos, priority)),
+            Action::Close { conn } => {
+                if let Some(c) = self.conns.remove(&conn) {
+                    if let Some(cmds) = &c.cmds {
+                        let _ = cmds.try_send(Cmd::Close);
+                        // The task flushes and closes by itself (bounded by
+                        // CLOSE_LINGER); its later reports are ignored.
+                        c._task.detach();
+                    }
+                }
+            }
+            Action::Listen { listener, bind } => {
+                self.listeners.remove(&listener);
+                match listen(&bind) {
+                    Ok((l, addr)) => {
+                        let tag = self.tag();
+                        let tx = self.tx.clone();
+                        let unlink = match &bind {
+                            SockAddr::Unix(p) => Unlink::Path(p.clone()),
+                            _ => Unlink::None,
+                        };
+                        let task = self.ex.spawn(accept_loop(l, listener, tag, tx));
+                        self.listeners.insert(
+                            listener,
+                            ListenTask {
+                                tag,
+                                unlink,
+                                _task: task,
+                            },
+                        );
+                        self.host.engine.handle_listening(now, listener, &addr);
+                    }
+                    Err(e) => self
+                        .host
+                        .engine
+                        .handle_listen_failed(now, listener, &e.to_string()),
+                }
+            }
+            Action::StopListening { listener } => {
+                if let Some(l) = self.listeners.remove(&listener) {
+                    if let Unlink::Path(p) = &l.unlink {
+                        let _ = std::fs::remove_file(p);
+                    }
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, conn: ConnId, cmd: Cmd) {
+        if let Some(cmds) = self.conns.get(&conn).and_then(|c| c.cmds.as_ref()) {
+            let _ = cmds.try_send(cmd);
+        }
+    }
+
+    /// Start a connection task: connecting to `addr`, or already connected on `sock`.
+    fn spawn_conn(&mut self, conn: ConnId, addr: Option<SockAddr>, sock: Option<Sock>) {
+        let tag = self.tag();
+        let tx = self.tx.clone();
+        let (cmd_tx, cmd_rx) = unbounded();
+        let task = self.ex.spawn(async move {
+            let sock = match (sock, addr) {
+                (Some(s), _) => s,
+                (None, Some(addr)) => match connect(&addr).await {
+                    Ok(s) => {
+                        if tx.send(Report::Connected(conn, tag)).await.is_err() {
+                            return;
+                        }
+                        s
+                    }
+                    Err(e) => {
+                        let _ = tx
+                            .send(Report::ConnectFailed(conn, tag, e.to_string()))
+                            .await;
+                        return;
+                    }
+                },
+                (None, None) => return,
+            };
+            run_conn(sock, conn, tag, tx, cmd_rx).await;
+        });
+        self.conns.insert(
+            conn,
+            ConnTask {
+                tag,
+                cmds: Some(cmd_tx),
+                _task: task,
+            },
+        );
+    }
+}
+
+/// Move bytes for one connection until it closes either way.
+async fn run_conn(sock: Sock, conn: ConnId, tag: u64, tx: Sender<Report>, cmds: Receiver<Cmd>) {
+    let reader = {
+        let sock = sock.clone();
+        let tx = tx.clone();
+        async move {
+            let mut buf = vec![0u8; READ_CHUNK];
+            loop {
+                match sock.read(&mut buf).await {
+                    Ok(0) | Err(_) => {
+                        let _ = tx.send(Report::Closed(conn, tag)).await;
+                        return;
+                    }
+                    Ok(n) => {
+                        if tx
+                            .send(Report::Data(conn, tag, buf[..n].to_vec()))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let writer = async {
+        while let Ok(cmd) = cmds.recv().await {
+            match cmd {
+                Cmd::Write(data) => {
+                    let mut off = 0;
+                    while off < data.len() {
+                        match sock.write(&data[off..]).await {
+                            Ok(0) | Err(_) => {
+                                let _ = tx.send(Report::Closed(conn, tag)).await;
+                                return;
+                            }
+                            Ok(n) => {
+                                off += n;
+                                let _ = tx.send(Report::Sent(conn, tag, n)).await;
+                            }
+                        }
+                    }
+                }
+                Cmd::SetOptions(tos, prio) => sock.set_options(tos, prio),
+                Cmd::Close => {
+                    sock.shutdown();
+                    return;
+                }
+            }
+        }
+        // The loop dropped the connection without Close: just end.
+    };
+    // Whichever side ends first ends the connection; a close in progress
+    // (the loop detached the task) is bounded by CLOSE_LINGER.
+    future::or(future::or(reader, writer), async {
+        // Only matters once detached; the loop otherwise drops the task.
+        loop {
+            Timer::after(CLOSE_LINGER).await;
+            if tx.is_closed() || cmds.sender_count() == 0 {
+                return;
+            }
+        }
+    })
+    .await;
+    sock.shutdown();
+}
+
+/// Accept connections and hand them to the loop.
+async fn accept_loop(l: Lsock, listener: ListenerId, tag: u64, tx: Sender<Report>) {
+    loop {
+        let sock = match &l {
+            Lsock::Tcp(l) => l.accept().await.map(|(s, _)| Sock::Tcp(Arc::new(s))),
+            Lsock::Unix(l) => l.accept().await.map(|(s, _)| Sock::Unix(Arc::new(s))),
+        };
+        match sock {
+            Ok(s) => {
+                if tx.send(Report::Accepted(listener, tag, s)).await.is_err() {
+                    return;
+                }
+            }
+            // Out of descriptors and the like: back off briefly.
+            Err(_) => {
+                Timer::after(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+async fn connect(addr: &SockAddr) -> io::Result<Sock> {
+    match addr {
+        SockAddr::Ip(a) => Ok(Sock::Tcp(Arc::new(Async::<TcpStream>::connect(*a).await?))),
+        SockAddr::Unix(p) => Ok(Sock::Unix(Arc::new(Async::<UnixStream>::connect(p).await?))),
+        SockAddr::UnixAbstract(name) => {
+            let s = abstract_stream(name)?;
+            Ok(Sock::Unix(Arc::new(Async::new(s)?)))
+        }
+    }
+}
+
+enum Lsock {
+    Tcp(Async<std::net::TcpListener>),
+    Unix(Async<std::os::unix::net::UnixListener>),
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn abstract_addr(name: &str) -> io::Result<std::os::unix::net::SocketAddr> {
+    #[cfg(target_os = "android")]
+    use std::os::android::net::SocketAddrExt;
+    #[cfg(target_os = "linux")]
+    use std::os::linux::net::SocketAddrExt;
+    std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn abstract_stream(name: &str) -> io::Result<UnixStream> {
+    UnixStream::connect_addr(&abstract_addr(name)?)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn abstract_stream(_name: &str) -> io::Result<UnixStream> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "abstract Unix sockets need Linux",
+    ))
+}
+
+/// Bind a listener; returns it and its address as the engine reports it.
+fn listen(bind: &SockAddr) -> io::Result<(Lsock, String)> {
+    match bind {
+        SockAddr::Ip(a) => {
+            let l = Async::<std::net::TcpListener>::bind(*a)?;
+            let addr = l.get_ref().local_addr()?.to_string();
+            Ok((Lsock::Tcp(l), addr))
+        }
+        SockAddr::Unix(p) => {
+            remove_stale_socket(p);
+            let l = Async::<std::os::unix::net::UnixListener>::bind(p)?;
+            Ok((Lsock::Unix(l), bind.to_string()))
+        }
+        SockAddr::UnixAbstract(name) => {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            {
+                let l = std::os::unix::net::UnixListener::bind_addr(&abstract_addr(name)?)?;
+                Ok((Lsock::Unix(Async::new(l)?), bind.to_string()))
+            }
+            #[cfg(not(any(target_os = "linux", target_os = "android")))]
+            {
+                let _ = name;
+                Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "abstract Unix sockets need Linux",
+                ))
+            }
+        }
+    }
+}
+
+/// Remove a socket file nobody listens on any more (left by a dead server).
+fn remove_stale_socket(path: &str) {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return;
+    };
+    if meta.file_type().is_socket() && UnixStream::connect(path).is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+}

@@ -1,0 +1,428 @@
+//! The shared adapter suite: the same real-socket scenarios for every adapter.
+//!
+//! Each scenario runs one [`Host`] with a server and a client stream on
+//! 127.0.0.1 (or a Unix socket) through a [`Driver`], and checks the states
+//! and payload the application sees. `adapter_suite!(name, DriverType)`
+//! instantiates every scenario as a `#[test]`.
+
+use conformance::driver::Driver;
+use ss_core::policy::{Policy, Protocol, StreamType};
+use ss_core::{
+    Engine, EngineConfig, Flags, Handler, Host, RetryPolicy, SsRet, StreamCtx, StreamId,
+    StreamState,
+};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// Upper bound for any one wait in the suite.
+const WAIT: Duration = Duration::from_secs(5);
+
+/// What a client stream's application saw.
+#[derive(Default)]
+pub struct Seen {
+    /// Every state, in order.
+    pub states: Vec<StreamState>,
+    /// Every payload byte received.
+    pub rx: Vec<u8>,
+}
+
+type Shared = Rc<RefCell<Seen>>;
+
+/// A client that records states and payload and sends `msg` on every CONNECTED.
+struct Client {
+    seen: Shared,
+    msg: Vec<u8>,
+    unsent: bool,
+}
+
+impl Handler for Client {
+    fn rx(&mut self, _ctx: &mut StreamCtx<'_>, data: &[u8], _flags: Flags) -> SsRet {
+        self.seen.borrow_mut().rx.extend_from_slice(data);
+        SsRet::Ok
+    }
+
+    fn tx(
+        &mut self,
+        _ctx: &mut StreamCtx<'_>,
+        buf: &mut Vec<u8>,
+        _budget: usize,
+        flags: &mut Flags,
+    ) -> SsRet {
+        if !std::mem::take(&mut self.unsent) {
+            return SsRet::TxDontSend;
+        }
+        buf.extend_from_slice(&self.msg);
+        *flags = Flags::SOM | Flags::EOM;
+        SsRet::Ok
+    }
+
+    fn state(&mut self, ctx: &mut StreamCtx<'_>, state: StreamState, _ack: u32) -> SsRet {
+        self.seen.borrow_mut().states.push(state);
+        if state == StreamState::Connected && !self.msg.is_empty() {
+            self.unsent = true;
+            let _ = ctx.request_tx();
+        }
+        SsRet::Ok
+    }
+}
+
+/// An accepted connection that echoes what it receives.
+#[derive(Default)]
+struct Echo {
+    pending: Vec<u8>,
+}
+
+impl Handler for Echo {
+    fn rx(&mut self, ctx: &mut StreamCtx<'_>, data: &[u8], _flags: Flags) -> SsRet {
+        self.pending.extend_from_slice(data);
+        let _ = ctx.request_tx();
+        SsRet::Ok
+    }
+
+    fn tx(
+        &mut self,
+        ctx: &mut StreamCtx<'_>,
+        buf: &mut Vec<u8>,
+        budget: usize,
+        _flags: &mut Flags,
+    ) -> SsRet {
+        if self.pending.is_empty() {
+            return SsRet::TxDontSend;
+        }
+        let n = budget.min(self.pending.len());
+        buf.extend(self.pending.drain(..n));
+        if !self.pending.is_empty() {
+            let _ = ctx.request_tx();
+        }
+        SsRet::Ok
+    }
+}
+
+/// The listening stream itself.
+struct Listener;
+impl Handler for Listener {}
+
+fn retry(backoff_ms: Vec<u32>, conceal: u16) -> RetryPolicy {
+    RetryPolicy {
+        name: "suite".into(),
+        backoff_ms,
+        conceal,
+        jitter_pc: Some(0),
+        svalidping_s: None,
+        svalidhup_s: None,
+    }
+}
+
+/// A policy with a raw `server` on `endpoint:port` and a raw `client` for it.
+fn policy(endpoint: &str, port: u16, nailed_up: bool, retry: RetryPolicy) -> Policy {
+    let server = StreamType {
+        name: "server".into(),
+        endpoint: Some(endpoint.into()),
+        port,
+        protocol: Protocol::Raw,
+        server: true,
+        ..Default::default()
+    };
+    let client = StreamType {
+        name: "client".into(),
+        endpoint: Some(endpoint.into()),
+        port,
+        protocol: Protocol::Raw,
+        retry: Some(retry.name.clone()),
+        nailed_up,
+        ..Default::default()
+    };
+    Policy {
+        retry: vec![retry],
+        streamtypes: vec![server, client],
+        ..Default::default()
+    }
+}
+
+fn driver<D: Driver>(policy: Policy) -> D {
+    let cfg = EngineConfig {
+        seed: 7,
+        connect_timeout: Duration::from_secs(3),
+        ..Default::default()
+    };
+    D::new(Host::new(Engine::new(policy, cfg)))
+}
+
+/// Create the server stream and wait until it listens; returns its id and address.
+fn start_server<D: Driver>(d: &mut D) -> (StreamId, String) {
+    let now = d.now();
+    let server = d
+        .host()
+        .create_server(
+            now,
+            "server",
+            Box::new(Listener),
+            Box::new(|_| Box::new(Echo::default())),
+        )
+        .expect("create server stream");
+    let ok = d.run_until(WAIT, &mut |h| h.listening(server).is_some());
+    assert!(ok, "[{}] server never reported listening", D::NAME);
+    let addr = match d.host().listening(server) {
+        Some(Ok(a)) => a.to_string(),
+        other => panic!("[{}] server could not listen: {other:?}", D::NAME),
+    };
+    (server, addr)
+}
+
+/// Point the `client` streamtype at `port` (the policy is fixed at engine creation).
+fn set_client_port<D: Driver>(d: &mut D, port: u16) {
+    let mut p = d.host().engine.policy().clone();
+    for st in &mut p.streamtypes {
+        if st.name == "client" {
+            st.port = port;
+        }
+    }
+    d.host().engine.set_policy(p);
+}
+
+fn port_of(addr: &str) -> u16 {
+    addr.parse::<std::net::SocketAddr>()
+        .unwrap_or_else(|e| panic!("listening address {addr:?}: {e}"))
+        .port()
+}
+
+fn create_client<D: Driver>(d: &mut D, msg: &[u8]) -> (StreamId, Shared) {
+    let seen = Shared::default();
+    let now = d.now();
+    let id = d
+        .host()
+        .create(
+            now,
+            "client",
+            Box::new(Client {
+                seen: seen.clone(),
+                msg: msg.to_vec(),
+                unsent: false,
+            }),
+        )
+        .expect("create client stream");
+    (id, seen)
+}
+
+fn echo_round_trip<D: Driver>(mut d: D, msg: &[u8]) {
+    let (client, seen) = create_client(&mut d, msg);
+    let now = d.now();
+    d.host().engine.client_connect(now, client).unwrap();
+    let s = seen.clone();
+    let ok = d.run_until(WAIT, &mut |_| s.borrow().rx.len() >= msg.len());
+    let got = seen.borrow();
+    assert!(
+        ok,
+        "[{}] no echo; states {:?}, got {:?}",
+        D::NAME,
+        got.states,
+        String::from_utf8_lossy(&got.rx)
+    );
+    assert_eq!(got.rx, msg, "[{}] echoed payload", D::NAME);
+    assert_eq!(
+        got.states,
+        [
+            StreamState::Creating,
+            StreamState::Connecting,
+            StreamState::Connected
+        ],
+        "[{}]",
+        D::NAME
+    );
+}
+
+/// A client sends a message to an echo server on 127.0.0.1 and gets it back;
+/// a payload larger than one read and one write budget arrives whole.
+pub fn echo<D: Driver>() {
+    let mut d: D = driver(policy("127.0.0.1", 0, false, retry(vec![100], 3)));
+    let (_server, addr) = start_server(&mut d);
+    set_client_port(&mut d, port_of(&addr));
+    echo_round_trip(d, b"hello, secure streams");
+
+    let mut d: D = driver(policy("127.0.0.1", 0, false, retry(vec![100], 3)));
+    let (_server, addr) = start_server(&mut d);
+    set_client_port(&mut d, port_of(&addr));
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    echo_round_trip(d, &big);
+}
+
+/// Nothing listens: the client goes through its whole backoff schedule
+/// (50, 50, 50 ms, conceal 3) and ends in ALL_RETRIES_FAILED.
+pub fn retry_backoff_all_retries_failed<D: Driver>() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut d: D = driver(policy("127.0.0.1", port, false, retry(vec![50, 50, 50], 3)));
+    let (client, seen) = create_client(&mut d, b"");
+    let t0 = Instant::now();
+    let now = d.now();
+    d.host().engine.client_connect(now, client).unwrap();
+    let s = seen.clone();
+    let ok = d.run_until(WAIT, &mut |_| {
+        s.borrow().states.last() == Some(&StreamState::AllRetriesFailed)
+    });
+    let elapsed = t0.elapsed();
+    use StreamState::*;
+    assert!(ok, "[{}] states {:?}", D::NAME, seen.borrow().states);
+    assert_eq!(
+        seen.borrow().states,
+        [
+            Creating,
+            Connecting,
+            Unreachable,
+            Poll,
+            Connecting,
+            Unreachable,
+            Poll,
+            Connecting,
+            Unreachable,
+            Poll,
+            Connecting,
+            Unreachable,
+            AllRetriesFailed
+        ],
+        "[{}]",
+        D::NAME
+    );
+    assert!(
+        elapsed >= Duration::from_millis(150),
+        "[{}] retries took {elapsed:?}, backoff is 3 x 50 ms",
+        D::NAME
+    );
+    // Idle afterwards: nothing more happens.
+    d.run_until(Duration::from_millis(200), &mut |_| false);
+    assert_eq!(seen.borrow().states.last(), Some(&AllRetriesFailed));
+}
+
+/// A nailed-up client notices its server going away (DISCONNECTED) and
+/// reconnects by itself once a server listens on the same port again.
+pub fn nailed_up_reconnects_after_server_restart<D: Driver>() {
+    let mut d: D = driver(policy("127.0.0.1", 0, true, retry(vec![50, 100], 65535)));
+    let (server, addr) = start_server(&mut d);
+    let port = port_of(&addr);
+    // Later servers listen on the port the first one got.
+    let mut p = d.host().engine.policy().clone();
+    for st in &mut p.streamtypes {
+        st.port = port;
+    }
+    d.host().engine.set_policy(p);
+
+    let (_client, seen) = create_client(&mut d, b"ping");
+    let s = seen.clone();
+    let ok = d.run_until(WAIT, &mut |_| s.borrow().rx == b"ping");
+    assert!(
+        ok,
+        "[{}] first echo; states {:?}",
+        D::NAME,
+        seen.borrow().states
+    );
+
+    let now = d.now();
+    d.host().engine.destroy(now, server).unwrap();
+    let s = seen.clone();
+    let ok = d.run_until(WAIT, &mut |_| {
+        s.borrow().states.contains(&StreamState::Disconnected)
+    });
+    assert!(
+        ok,
+        "[{}] no DISCONNECTED after the server went away; states {:?}",
+        D::NAME,
+        seen.borrow().states
+    );
+    let connects_before = seen
+        .borrow()
+        .states
+        .iter()
+        .filter(|s| **s == StreamState::Connected)
+        .count();
+    assert_eq!(
+        connects_before,
+        1,
+        "[{}] {:?}",
+        D::NAME,
+        seen.borrow().states
+    );
+
+    // Let it fail a few times against the closed port, then bring a server back.
+    d.run_until(Duration::from_millis(150), &mut |_| false);
+    let (_server2, addr2) = start_server(&mut d);
+    assert_eq!(port_of(&addr2), port, "[{}] restarted server port", D::NAME);
+    let s = seen.clone();
+    let ok = d.run_until(WAIT, &mut |_| s.borrow().rx == b"pingping");
+    let got = seen.borrow();
+    assert!(
+        ok,
+        "[{}] no echo after the server came back; states {:?}, rx {:?}",
+        D::NAME,
+        got.states,
+        String::from_utf8_lossy(&got.rx)
+    );
+    let after: Vec<_> = got
+        .states
+        .iter()
+        .skip_while(|s| **s != StreamState::Disconnected)
+        .copied()
+        .collect();
+    assert!(
+        after.contains(&StreamState::Connected),
+        "[{}] {:?}",
+        D::NAME,
+        got.states
+    );
+    assert!(!got.states.contains(&StreamState::AllRetriesFailed));
+}
+
+/// Echo over a Unix socket path in a temporary directory and over a Linux
+/// abstract socket name.
+pub fn unix_socket_endpoint<D: Driver>() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ss.sock");
+    let ep = format!("+{}", path.display());
+    let mut d: D = driver(policy(&ep, 0, false, retry(vec![100], 3)));
+    let (_server, addr) = start_server(&mut d);
+    assert!(
+        addr.contains("ss.sock"),
+        "[{}] listening on {addr}",
+        D::NAME
+    );
+    echo_round_trip(d, b"over a unix path");
+
+    if cfg!(target_os = "linux") {
+        let ep = format!(
+            "+@ss-suite-{}-{}-{:?}",
+            D::NAME,
+            std::process::id(),
+            Instant::now()
+        )
+        .replace(' ', "");
+        let mut d: D = driver(policy(&ep, 0, false, retry(vec![100], 3)));
+        let (_server, _addr) = start_server(&mut d);
+        echo_round_trip(d, b"over an abstract name");
+    }
+}
+
+/// Instantiate the suite for one adapter: `adapter_suite!(tokio, TokioDriver);`.
+macro_rules! adapter_suite {
+    ($m:ident, $d:ty) => {
+        mod $m {
+            #[test]
+            fn echo() {
+                super::adapter_suite::echo::<$d>()
+            }
+            #[test]
+            fn retry_backoff_all_retries_failed() {
+                super::adapter_suite::retry_backoff_all_retries_failed::<$d>()
+            }
+            #[test]
+            fn nailed_up_reconnects_after_server_restart() {
+                super::adapter_suite::nailed_up_reconnects_after_server_restart::<$d>()
+            }
+            #[test]
+            fn unix_socket_endpoint() {
+                super::adapter_suite::unix_socket_endpoint::<$d>()
+            }
+        }
+    };
+}

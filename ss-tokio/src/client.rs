@@ -1,0 +1,433 @@
+//! [`Client`]: an async handle API over the engine, without callbacks.
+//!
+//! One loop task owns the [`Engine`] and the sockets. Handles talk to it over
+//! a bounded command channel ([`COMMAND_CAPACITY`]); each stream gets its
+//! payload on a bounded channel ([`RX_CAPACITY`] payloads) and its states on a
+//! bounded ring ([`STATE_CAPACITY`] states, oldest dropped when a reader lags).
+
+use crate::io::Io;
+use ss_core::{Engine, EngineConfig, Event, Flags, Policy, StreamId, StreamState};
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::time::Instant;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// Commands waiting for the loop, shared by the [`Client`] and all its streams.
+pub const COMMAND_CAPACITY: usize = 64;
+/// Payloads received and not yet taken with [`SsStream::recv`], per stream.
+/// When full, the loop waits, which in turn stops reading from every socket:
+/// keep receiving on streams that get payload.
+pub const RX_CAPACITY: usize = 64;
+/// States kept for [`SsStream::next_state`], per stream; a reader that falls
+/// further behind loses the oldest ones.
+pub const STATE_CAPACITY: usize = 64;
+
+/// Why a [`Client`] or [`SsStream`] call failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// The engine refused the call.
+    Engine(ss_core::Error),
+    /// The stream was destroyed before the call completed.
+    Destroyed,
+    /// The event loop is gone (its runtime shut down).
+    LoopGone,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Engine(e) => write!(f, "{e}"),
+            Error::Destroyed => write!(f, "the stream was destroyed"),
+            Error::LoopGone => write!(f, "the event loop is gone"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<ss_core::Error> for Error {
+    fn from(e: ss_core::Error) -> Self {
+        Error::Engine(e)
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, Error>>;
+type Payload = (Vec<u8>, Flags);
+
+struct Created {
+    id: StreamId,
+    rx: mpsc::Receiver<Payload>,
+    states: broadcast::Receiver<StreamState>,
+}
+
+enum Cmd {
+    Create {
+        streamtype: String,
+        reply: Reply<Created>,
+    },
+    Send {
+        id: StreamId,
+        data: Vec<u8>,
+        reply: Reply<()>,
+    },
+    SetMetadata {
+        id: StreamId,
+        name: String,
+        value: Vec<u8>,
+        reply: Reply<()>,
+    },
+    Connect {
+        id: StreamId,
+        reply: Reply<()>,
+    },
+    Destroy {
+        id: StreamId,
+        reply: Option<Reply<()>>,
+    },
+}
+
+/// A handle on an event loop running on the caller's tokio runtime.
+///
+/// Cloning is cheap; the loop ends once the client and all its streams are dropped.
+#[derive(Clone)]
+pub struct Client {
+    cmd: mpsc::Sender<Cmd>,
+}
+
+impl Client {
+    /// Start the event loop for `policy` on the current tokio runtime.
+    ///
+    /// # Panics
+    /// When called outside a tokio runtime.
+    pub fn start(policy: Policy, config: EngineConfig) -> Client {
+        let (cmd, rx) = mpsc::channel(COMMAND_CAPACITY);
+        tokio::spawn(run(Engine::new(policy, config), rx));
+        Client { cmd }
+    }
+
+    /// Create a client stream of `streamtype` (`lws_ss_create`). A `nailed_up`
+    /// streamtype connects at once; others connect on [`SsStream::connect`] or
+    /// the first [`SsStream::send`]. Server streamtypes are refused.
+    pub async fn create(&self, streamtype: &str) -> Result<SsStream, Error> {
+        let (reply, r) = oneshot::channel();
+        self.cmd
+            .send(Cmd::Create {
+                streamtype: streamtype.to_string(),
+                reply,
+            })
+            .await
+            .map_err(|_| Error::LoopGone)?;
+        let c = r.await.map_err(|_| Error::LoopGone)??;
+        Ok(SsStream {
+            id: c.id,
+            cmd: self.cmd.clone(),
+            rx: c.rx,
+            states: c.states,
+            destroyed: false,
+        })
+    }
+}
+
+/// One logical stream: payload and states in, payload out. Dropping it destroys it.
+pub struct SsStream {
+    id: StreamId,
+    cmd: mpsc::Sender<Cmd>,
+    rx: mpsc::Receiver<Payload>,
+    states: broadcast::Receiver<StreamState>,
+    destroyed: bool,
+}
+
+impl SsStream {
+    /// The engine's id for the stream.
+    pub fn id(&self) -> StreamId {
+        self.id
+    }
+
+    async fn call<T>(&self, f: impl FnOnce(Reply<T>) -> Cmd) -> Result<T, Error> {
+        let (reply, r) = oneshot::channel();
+        self.cmd.send(f(reply)).await.map_err(|_| Error::LoopGone)?;
+        r.await.map_err(|_| Error::LoopGone)?
+    }
+
+    /// Queue `data` as one message and wait until the engine has taken all of
+    /// it (connecting first if the stream is idle). It is then on its way to
+    /// the socket, not necessarily delivered.
+    pub async fn send(&self, data: Vec<u8>) -> Result<(), Error> {
+        let id = self.id;
+        self.call(|reply| Cmd::Send { id, data, reply }).await
+    }
+
+    /// The next payload and its flags; `None` once the stream is destroyed
+    /// and everything received before has been taken.
+    pub async fn recv(&mut self) -> Option<(Vec<u8>, Flags)> {
+        self.rx.recv().await
+    }
+
+    /// The next state the stream entered; `None` after DESTROYING.
+    pub async fn next_state(&mut self) -> Option<StreamState> {
+        loop {
+            match self.states.recv().await {
+                Ok(s) => return Some(s),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// Set a declared metadata item (`lws_ss_set_metadata`).
+    pub async fn set_metadata(&self, name: &str, value: &[u8]) -> Result<(), Error> {
+        let (id, name, value) = (self.id, name.to_string(), value.to_vec());
+        self.call(|reply| Cmd::SetMetadata {
+            id,
+            name,
+            value,
+            reply,
+        })
+        .await
+    }
+
+    /// Connect now, resetting the retry count (`lws_ss_client_connect`).
+    pub async fn connect(&self) -> Result<(), Error> {
+        let id = self.id;
+        self.call(|reply| Cmd::Connect { id, reply }).await
+    }
+
+    /// Destroy the stream (`lws_ss_destroy`) and wait until the loop has done it.
+    pub async fn destroy(mut self) -> Result<(), Error> {
+        self.destroyed = true;
+        let id = self.id;
+        self.call(|reply| Cmd::Destroy {
+            id,
+            reply: Some(reply),
+        })
+        .await
+    }
+}
+
+impl Drop for SsStream {
+    fn drop(&mut self) {
+        if !self.destroyed {
+            let _ = self.cmd.try_send(Cmd::Destroy {
+                id: self.id,
+                reply: None,
+            });
+        }
+    }
+}
+
+struct Outgoing {
+    data: Vec<u8>,
+    off: usize,
+    reply: Reply<()>,
+}
+
+struct Slot {
+    rx: mpsc::Sender<Payload>,
+    states: broadcast::Sender<StreamState>,
+    out: VecDeque<Outgoing>,
+}
+
+struct Loop {
+    engine: Engine,
+    io: Io,
+    slots: HashMap<StreamId, Slot>,
+}
+
+async fn run(engine: Engine, mut cmds: mpsc::Receiver<Cmd>) {
+    let mut l = Loop {
+        engine,
+        io: Io::new(),
+        slots: HashMap::new(),
+    };
+    loop {
+        let now = Instant::now();
+        if l.engine.poll_timeout().is_some_and(|t| t <= now) {
+            l.engine.handle_timeout(now);
+        }
+        l.settle(now).await;
+        let wake = l.engine.poll_timeout();
+        tokio::select! {
+            cmd = cmds.recv() => match cmd {
+                Some(cmd) => l.command(cmd),
+                None => return,
+            },
+            ev = l.io.next(wake) => if let Some(ev) = ev {
+                let now = Instant::now();
+                l.io.handle(&mut l.engine, now, ev);
+                for _ in 1..64 {
+                    match l.io.try_next() {
+                        Some(ev) => l.io.handle(&mut l.engine, now, ev),
+                        None => break,
+                    }
+                }
+            },
+        }
+    }
+}
+
+impl Loop {
+    async fn settle(&mut self, now: Instant) {
+        loop {
+            let acted = self.io.apply_actions(&mut self.engine, now);
+            let mut evented = false;
+            while let Some(ev) = self.engine.poll_event() {
+                evented = true;
+                self.deliver(now, ev).await;
+            }
+            if acted == 0 && !evented {
+                return;
+            }
+        }
+    }
+
+    async fn deliver(&mut self, now: Instant, ev: Event) {
+        match ev {
+            Event::State { stream, state, .. } => {
+                let Some(slot) = self.slots.get_mut(&stream) else {
+                    return;
+                };
+                let _ = slot.states.send(state);
+                match state {
+                    StreamState::Destroying => {
+                        if let Some(slot) = self.slots.remove(&stream) {
+                            for o in slot.out {
+                                let _ = o.reply.send(Err(Error::Destroyed));
+                            }
+                        }
+                    }
+                    StreamState::Connected if !slot.out.is_empty() => {
+                        let _ = self.engine.request_tx(now, stream);
+                    }
+                    _ => {}
+                }
+            }
+            Event::Rx {
+                stream,
+                data,
+                flags,
+            } => {
+                if let Some(slot) = self.slots.get(&stream) {
+                    // Waits while the application is behind (back-pressure).
+                    let _ = slot.rx.send((data, flags)).await;
+                }
+            }
+            Event::Writable { stream, budget } => self.writable(now, stream, budget),
+            // Only client streams are created through this API.
+            Event::Accepted { .. } | Event::Listening { .. } | Event::ListenFailed { .. } => {}
+        }
+    }
+
+    fn writable(&mut self, now: Instant, stream: StreamId, budget: usize) {
+        let Some(slot) = self.slots.get_mut(&stream) else {
+            return;
+        };
+        let Some(o) = slot.out.front_mut() else {
+            return;
+        };
+        let n = budget.max(1).min(o.data.len() - o.off);
+        let mut flags = Flags::NONE;
+        if o.off == 0 {
+            flags |= Flags::SOM;
+        }
+        if o.off + n == o.data.len() {
+            flags |= Flags::EOM;
+        }
+        match self
+            .engine
+            .write(now, stream, &o.data[o.off..o.off + n], flags)
+        {
+            Ok(_) => {
+                o.off += n;
+                if o.off == o.data.len() {
+                    if let Some(o) = slot.out.pop_front() {
+                        let _ = o.reply.send(Ok(()));
+                    }
+                }
+            }
+            // The connection went away: keep the message for the next one.
+            Err(ss_core::Error::NotConnected(_)) => {}
+            Err(e) => {
+                if let Some(o) = slot.out.pop_front() {
+                    let _ = o.reply.send(Err(e.into()));
+                }
+            }
+        }
+        if !slot.out.is_empty() {
+            let _ = self.engine.request_tx(now, stream);
+        }
+    }
+
+    fn command(&mut self, cmd: Cmd) {
+        let now = Instant::now();
+        match cmd {
+            Cmd::Create { streamtype, reply } => {
+                let _ = reply.send(self.create(now, &streamtype));
+            }
+            Cmd::Send { id, data, reply } => {
+                let Some(slot) = self.slots.get_mut(&id) else {
+                    let _ = reply.send(Err(ss_core::Error::NoSuchStream(id).into()));
+                    return;
+                };
+                if data.is_empty() {
+                    let _ = reply.send(Ok(()));
+                    return;
+                }
+                slot.out.push_back(Outgoing {
+                    data,
+                    off: 0,
+                    reply,
+                });
+                if let Err(e) = self.engine.request_tx(now, id) {
+                    if let Some(o) = slot.out.pop_back() {
+                        let _ = o.reply.send(Err(e.into()));
+                    }
+                }
+            }
+            Cmd::SetMetadata {
+                id,
+                name,
+                value,
+                reply,
+            } => {
+                let r = self.engine.set_metadata(id, &name, &value);
+                let _ = reply.send(r.map_err(Into::into));
+            }
+            Cmd::Connect { id, reply } => {
+                let r = self.engine.client_connect(now, id);
+                let _ = reply.send(r.map_err(Into::into));
+            }
+            Cmd::Destroy { id, reply } => {
+                let r = self.engine.destroy(now, id);
+                if let Some(reply) = reply {
+                    let _ = reply.send(r.map_err(Into::into));
+                }
+            }
+        }
+    }
+
+    fn create(&mut self, now: Instant, streamtype: &str) -> Result<Created, Error> {
+        if self
+            .engine
+            .policy()
+            .streamtype(streamtype)
+            .is_some_and(|st| st.server)
+        {
+            return Err(ss_core::Error::WrongKind(
+                "server streamtypes are not supported by ss_tokio::Client; use Runtime",
+            )
+            .into());
+        }
+        let id = self.engine.create(now, streamtype)?;
+        let (rx_tx, rx) = mpsc::channel(RX_CAPACITY);
+        let (states_tx, states) = broadcast::channel(STATE_CAPACITY);
+        self.slots.insert(
+            id,
+            Slot {
+                rx: rx_tx,
+                states: states_tx,
+                out: VecDeque::new(),
+            },
+        );
+        Ok(Created { id, rx, states })
+    }
+}

@@ -6,6 +6,14 @@
 //! short-lived resolver threads (a bounded number at once) that report back
 //! through a channel and a [`mio::Waker`], so the loop never blocks on them.
 //! Time is `std::time::Instant::now()`.
+//!
+//! Writes are kept per connection until the socket takes them; the engine's
+//! flow control (it gives no more `Writable` until `handle_sent` reports
+//! progress) bounds them. A connection the engine closes is closed
+//! gracefully: its last bytes are flushed, the write side is shut down, and
+//! what the peer still sends is discarded until it closes too, all within
+//! [`CLOSE_LINGER`]; so the peer's kernel has no reason to reset the
+//! connection and drop bytes it has not yet delivered.
 
 use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -13,7 +21,7 @@ use ss_core::engine::SockAddr;
 use ss_core::{Action, ConnId, Host, ListenerId};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, ToSocketAddrs};
+use std::net::{IpAddr, Shutdown, ToSocketAddrs};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,7 +30,10 @@ use std::time::{Duration, Instant};
 pub const READ_CHUNK: usize = 16 * 1024;
 /// Most resolver threads running at once; further lookups wait their turn.
 pub const MAX_DNS_THREADS: usize = 8;
-/// How long a closed connection may take to flush what it was handed.
+/// Rounds of dispatching events and carrying out actions per loop iteration.
+const SETTLE_ROUNDS: usize = 64;
+/// How long a closed connection may take to flush what it was handed and
+/// see the peer close in turn; after that it is dropped regardless.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(5);
 /// Reads (or accepts) done for one socket before the loop serves others.
 const BURST: usize = 8;
@@ -53,6 +64,12 @@ impl Sock {
             Sock::Unix(s) => s.write(buf),
         }
     }
+    fn shutdown_write(&self) {
+        let _ = match self {
+            Sock::Tcp(s) => s.shutdown(Shutdown::Write),
+            Sock::Unix(s) => s.shutdown(Shutdown::Write),
+        };
+    }
     fn take_error(&self) -> io::Result<Option<io::Error>> {
         match self {
             Sock::Tcp(s) => s.take_error(),
@@ -75,12 +92,22 @@ impl Sock {
         }
     }
     fn set_options(&self, tos: u8, priority: u8) {
-        let sock = match self {
-            Sock::Tcp(s) => socket2::SockRef::from(s),
-            Sock::Unix(s) => socket2::SockRef::from(s),
+        let (sock, v6) = match self {
+            Sock::Tcp(s) => (
+                socket2::SockRef::from(s),
+                Some(s.local_addr().is_ok_and(|a| a.is_ipv6())),
+            ),
+            Sock::Unix(s) => (socket2::SockRef::from(s), None),
         };
-        if matches!(self, Sock::Tcp(_)) && tos != 0 {
-            let _ = sock.set_tos_v4(u32::from(tos));
+        match v6 {
+            _ if tos == 0 => {}
+            Some(false) => {
+                let _ = sock.set_tos_v4(u32::from(tos));
+            }
+            Some(true) => {
+                let _ = sock.set_tclass_v6(u32::from(tos));
+            }
+            None => {}
         }
         #[cfg(any(target_os = "linux", target_os = "android"))]
         if priority != 0 {
@@ -99,8 +126,11 @@ struct Conn {
     /// Bytes handed over by `Transmit` and not yet written; `off` is written.
     pending: Vec<u8>,
     off: usize,
-    /// The engine closed it: flush `pending`, then drop; ignore reads.
+    /// The engine closed it: flush `pending`, shut the write side, discard
+    /// reads until the peer closes; drop it then or at this deadline.
     closing: Option<Instant>,
+    /// The write side is shut down (closing only).
+    shut: bool,
 }
 
 enum Lsock {
@@ -137,6 +167,8 @@ pub struct Runtime {
     next_token: usize,
     /// Sockets with more to read (or accept) than one burst took.
     ready: BTreeSet<usize>,
+    /// The last settle stopped with work left: do not wait in the next turn.
+    busy: bool,
     buf: Vec<u8>,
 }
 
@@ -144,12 +176,22 @@ impl Runtime {
     /// A runtime carrying `host`.
     ///
     /// # Panics
-    /// If the OS cannot create a poll instance or its waker.
+    /// If the OS cannot create a poll instance or its waker (see
+    /// [`Runtime::try_new`]).
     pub fn new(host: Host) -> Self {
-        let poll = Poll::new().expect("mio::Poll::new");
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER).expect("mio::Waker::new"));
+        match Self::try_new(host) {
+            Ok(rt) => rt,
+            Err(e) => panic!("ss-mio: cannot create the event loop: {e}"),
+        }
+    }
+
+    /// A runtime carrying `host`, or the OS error that prevented creating
+    /// its poll instance.
+    pub fn try_new(host: Host) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (dns_tx, dns_rx) = channel();
-        Runtime {
+        Ok(Runtime {
             host,
             poll,
             events: Events::with_capacity(256),
@@ -164,8 +206,9 @@ impl Runtime {
             tokens: HashMap::new(),
             next_token: 1,
             ready: BTreeSet::new(),
+            busy: false,
             buf: vec![0; READ_CHUNK],
-        }
+        })
     }
 
     /// The host, to create streams or inspect state between runs.
@@ -195,63 +238,97 @@ impl Runtime {
             if now >= deadline {
                 return false;
             }
-            let mut wake = deadline;
-            if let Some(t) = self.host.engine.poll_timeout() {
-                wake = wake.min(t);
-            }
-            for c in self.closing.values() {
-                if let Some(t) = c.closing {
-                    wake = wake.min(t);
-                }
-            }
-            let wait = if self.ready.is_empty() {
-                wake.saturating_duration_since(now)
-            } else {
-                Duration::ZERO
-            };
-            if let Err(e) = self.poll.poll(&mut self.events, Some(wait)) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    // Nothing sensible to do but avoid a hot loop.
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-            let now = Instant::now();
-            let mut fired: Vec<(Token, bool, bool)> = Vec::new();
-            for ev in self.events.iter() {
-                fired.push((
-                    ev.token(),
-                    ev.is_readable() || ev.is_read_closed() || ev.is_error(),
-                    ev.is_writable() || ev.is_write_closed() || ev.is_error(),
-                ));
-            }
-            for (tok, r, w) in fired {
-                if tok == WAKER {
-                    self.drain_dns(now);
-                } else {
-                    self.on_ready(now, tok, r, w);
-                }
-            }
-            for t in std::mem::take(&mut self.ready) {
-                self.on_ready(now, Token(t), true, false);
-            }
-            self.expire_closing(now);
-            if self
-                .host
-                .engine
-                .poll_timeout()
-                .is_some_and(|t| t <= Instant::now())
-            {
-                self.host.engine.handle_timeout(Instant::now());
-            }
+            self.turn(deadline);
         }
     }
 
-    /// Carry out actions and dispatch events until neither is pending.
+    /// One iteration: carry out pending actions, wait for sockets, DNS or
+    /// the next engine timer (at most `max_wait`), feed what happened to the
+    /// engine, and dispatch the resulting events.
+    pub fn run_once(&mut self, max_wait: Duration) {
+        let now = Instant::now();
+        self.settle(now);
+        self.turn(now + max_wait);
+        self.settle(Instant::now());
+    }
+
+    /// Run until every stream has been destroyed (a program with a server
+    /// stream runs until that is destroyed too) and every closed connection
+    /// has finished sending what it was handed (or given up after
+    /// [`CLOSE_LINGER`]).
+    pub fn run(&mut self) {
+        loop {
+            self.settle(Instant::now());
+            if self.host.engine.stream_count() == 0 && self.closing.is_empty() {
+                return;
+            }
+            self.turn(Instant::now() + Duration::from_secs(3600));
+        }
+    }
+
+    /// Wait for readiness, DNS answers or a timer (no later than
+    /// `deadline`) and feed what happened to the engine.
+    fn turn(&mut self, deadline: Instant) {
+        let now = Instant::now();
+        let mut wake = deadline;
+        if let Some(t) = self.host.engine.poll_timeout() {
+            wake = wake.min(t);
+        }
+        for c in self.closing.values() {
+            if let Some(t) = c.closing {
+                wake = wake.min(t);
+            }
+        }
+        let wait = if self.ready.is_empty() && !self.busy {
+            wake.saturating_duration_since(now)
+        } else {
+            Duration::ZERO
+        };
+        if let Err(e) = self.poll.poll(&mut self.events, Some(wait)) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                // Nothing sensible to do but avoid a hot loop.
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        let now = Instant::now();
+        let fired: Vec<(Token, bool, bool)> = self
+            .events
+            .iter()
+            .map(|ev| {
+                (
+                    ev.token(),
+                    ev.is_readable() || ev.is_read_closed() || ev.is_error(),
+                    ev.is_writable() || ev.is_write_closed() || ev.is_error(),
+                )
+            })
+            .collect();
+        for (tok, r, w) in fired {
+            if tok == WAKER {
+                self.drain_dns(now);
+            } else {
+                self.on_ready(now, tok, r, w);
+            }
+        }
+        for t in std::mem::take(&mut self.ready) {
+            self.on_ready(now, Token(t), true, false);
+        }
+        self.expire_closing(now);
+        let now = Instant::now();
+        if self.host.engine.poll_timeout().is_some_and(|t| t <= now) {
+            self.host.engine.handle_timeout(now);
+        }
+    }
+
+    /// Carry out actions and dispatch events until neither is pending, or
+    /// for a bounded number of rounds (a stream that always has more to send
+    /// on a socket that always takes it must not starve reads and timers);
+    /// in that case the next wait is skipped.
     fn settle(&mut self, now: Instant) {
         while let Some(a) = self.host.engine.poll_action() {
             self.act(now, a);
         }
-        for _ in 0..1000 {
+        self.busy = true;
+        for _ in 0..SETTLE_ROUNDS {
             self.host.dispatch(now);
             let mut any = false;
             while let Some(a) = self.host.engine.poll_action() {
@@ -259,6 +336,7 @@ impl Runtime {
                 self.act(now, a);
             }
             if !any {
+                self.busy = false;
                 break;
             }
         }
@@ -304,6 +382,7 @@ impl Runtime {
                                 pending: Vec::new(),
                                 off: 0,
                                 closing: None,
+                                shut: false,
                             },
                         );
                     }
@@ -328,12 +407,14 @@ impl Runtime {
             Action::Close { conn } => {
                 self.dns_queue.retain(|(c, _)| *c != conn);
                 if let Some(mut c) = self.conns.remove(&conn) {
-                    if c.connecting || c.off >= c.pending.len() {
+                    if c.connecting {
                         let _ = self.poll.registry().deregister(c.sock.source());
                         self.tokens.remove(&c.token);
                     } else {
+                        let tok = c.token;
                         c.closing = Some(now + CLOSE_LINGER);
-                        self.closing.insert(c.token, c);
+                        self.closing.insert(tok, c);
+                        self.service_closing(tok);
                     }
                 }
             }
@@ -441,23 +522,8 @@ impl Runtime {
     }
 
     fn on_ready(&mut self, now: Instant, tok: Token, readable: bool, writable: bool) {
-        if let Some(c) = self.closing.get_mut(&tok) {
-            // Only flushing: write what is left, discard anything read.
-            let done = loop {
-                if c.off >= c.pending.len() {
-                    break true;
-                }
-                match c.sock.write(&c.pending[c.off..]) {
-                    Ok(0) => break true,
-                    Ok(n) => c.off += n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => break true,
-                }
-            };
-            if done {
-                self.finish_closing(tok);
-            }
+        if self.closing.contains_key(&tok) {
+            self.service_closing(tok);
             return;
         }
         match self.tokens.get(&tok).copied() {
@@ -492,6 +558,45 @@ impl Runtime {
             }
             Some(Key::Listener(l)) => self.accept(now, l, tok),
             None => {}
+        }
+    }
+
+    /// Move a closing connection along: flush, shut the write side, then
+    /// discard what the peer sends until it closes (which ends it).
+    fn service_closing(&mut self, tok: Token) {
+        let Some(c) = self.closing.get_mut(&tok) else {
+            return;
+        };
+        let done = 'done: {
+            while c.off < c.pending.len() {
+                match c.sock.write(&c.pending[c.off..]) {
+                    Ok(0) => break 'done true,
+                    Ok(n) => c.off += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break 'done false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break 'done true,
+                }
+            }
+            if !c.shut {
+                c.shut = true;
+                c.pending = Vec::new();
+                c.off = 0;
+                c.sock.shutdown_write();
+            }
+            for _ in 0..BURST {
+                match c.sock.read(&mut self.buf) {
+                    Ok(0) => break 'done true,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break 'done false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break 'done true,
+                }
+            }
+            self.ready.insert(tok.0);
+            false
+        };
+        if done {
+            self.finish_closing(tok);
         }
     }
 
@@ -615,6 +720,7 @@ impl Runtime {
                             pending: Vec::new(),
                             off: 0,
                             closing: None,
+                            shut: false,
                         },
                     );
                 }
@@ -632,15 +738,24 @@ impl Runtime {
     }
 }
 
+impl Drop for Runtime {
+    /// Remove the socket files of Unix listeners still open.
+    fn drop(&mut self) {
+        for l in self.listeners.values() {
+            if let Lsock::Unix(_, Some(p)) = &l.sock {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
+
 /// Start a non-blocking connection.
 fn connect(addr: &SockAddr) -> io::Result<Sock> {
     match addr {
         SockAddr::Ip(a) => TcpStream::connect(*a).map(Sock::Tcp),
         SockAddr::Unix(p) => UnixStream::connect(p).map(Sock::Unix),
         SockAddr::UnixAbstract(name) => {
-            let s = abstract_stream(name)?;
-            s.set_nonblocking(true)?;
-            Ok(Sock::Unix(UnixStream::from_std(s)))
+            Ok(Sock::Unix(UnixStream::from_std(abstract_stream(name)?)))
         }
     }
 }
@@ -654,9 +769,20 @@ fn abstract_addr(name: &str) -> io::Result<std::os::unix::net::SocketAddr> {
     std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
 }
 
+/// A non-blocking connection to an abstract Unix name. Unix connects
+/// finish at once or fail (a full backlog is `WouldBlock`, a failure here), so
+/// the loop never waits on one.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn abstract_stream(name: &str) -> io::Result<std::os::unix::net::UnixStream> {
-    std::os::unix::net::UnixStream::connect_addr(&abstract_addr(name)?)
+    use socket2::{Domain, SockAddr as Addr, Socket, Type};
+    let mut path = Vec::with_capacity(name.len() + 1);
+    path.push(0u8);
+    path.extend_from_slice(name.as_bytes());
+    let addr = Addr::unix(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&path))?;
+    let sock = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    sock.set_nonblocking(true)?;
+    sock.connect(&addr)?;
+    Ok(sock.into())
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]

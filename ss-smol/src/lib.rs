@@ -6,14 +6,23 @@
 //! (so a fast peer is slowed down rather than buffered without limit) and the
 //! loop sends each connection its bytes to write over that connection's own
 //! channel, whose contents the engine's flow control bounds. Tasks only run
-//! inside [`Runtime::run_until`]. DNS uses [`async_net::resolve`], which runs
-//! the lookup on the blocking thread pool. Time is `std::time::Instant::now()`.
+//! inside the runtime's run methods ([`Runtime::run_until`],
+//! [`Runtime::run_until_async`] and the like). DNS uses
+//! [`async_net::resolve`], which runs the lookup on the blocking thread pool.
+//! Time is `std::time::Instant::now()`.
+//!
+//! A connection the engine closes is closed gracefully: its last bytes are
+//! flushed, the write side is shut down, and what the peer still sends is
+//! discarded until it closes too, all within [`CLOSE_LINGER`]; so the peer's
+//! kernel has no reason to reset the connection and drop bytes it has not
+//! yet delivered.
 
 use async_channel::{bounded, unbounded, Receiver, Sender};
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 use smol::{Async, LocalExecutor, Task, Timer};
 use ss_core::engine::SockAddr;
 use ss_core::{Action, ConnId, Host, ListenerId};
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Shutdown, TcpStream};
@@ -24,7 +33,10 @@ use std::time::{Duration, Instant};
 
 /// Size of one read; each read is handed to the engine as one `handle_data`.
 pub const READ_CHUNK: usize = 16 * 1024;
-/// How long a closed connection may take to flush what it was handed.
+/// Rounds of dispatching events and carrying out actions per loop iteration.
+const SETTLE_ROUNDS: usize = 64;
+/// How long a closed connection may take to flush what it was handed and
+/// see the peer close in turn; after that it is dropped regardless.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(5);
 /// Reports from tasks that may wait for the loop before tasks block.
 const REPORT_QUEUE: usize = 64;
@@ -49,19 +61,29 @@ impl Sock {
             Sock::Unix(s) => (&**s).write(buf).await,
         }
     }
-    fn shutdown(&self) {
+    fn shutdown(&self, how: Shutdown) {
         let _ = match self {
-            Sock::Tcp(s) => s.get_ref().shutdown(Shutdown::Both),
-            Sock::Unix(s) => s.get_ref().shutdown(Shutdown::Both),
+            Sock::Tcp(s) => s.get_ref().shutdown(how),
+            Sock::Unix(s) => s.get_ref().shutdown(how),
         };
     }
     fn set_options(&self, tos: u8, priority: u8) {
-        let sock = match self {
-            Sock::Tcp(s) => socket2::SockRef::from(s.get_ref()),
-            Sock::Unix(s) => socket2::SockRef::from(s.get_ref()),
+        let (sock, v6) = match self {
+            Sock::Tcp(s) => (
+                socket2::SockRef::from(s.get_ref()),
+                Some(s.get_ref().local_addr().is_ok_and(|a| a.is_ipv6())),
+            ),
+            Sock::Unix(s) => (socket2::SockRef::from(s.get_ref()), None),
         };
-        if matches!(self, Sock::Tcp(_)) && tos != 0 {
-            let _ = sock.set_tos_v4(u32::from(tos));
+        match v6 {
+            _ if tos == 0 => {}
+            Some(false) => {
+                let _ = sock.set_tos_v4(u32::from(tos));
+            }
+            Some(true) => {
+                let _ = sock.set_tclass_v6(u32::from(tos));
+            }
+            None => {}
         }
         #[cfg(any(target_os = "linux", target_os = "android"))]
         if priority != 0 {
@@ -76,7 +98,8 @@ impl Sock {
 enum Cmd {
     Write(Vec<u8>),
     SetOptions(u8, u8),
-    /// Flush what was written before, then close.
+    /// Flush what was written before, shut the write side, and discard
+    /// reads until the peer closes.
     Close,
 }
 
@@ -90,13 +113,18 @@ enum Report {
     Sent(ConnId, u64, usize),
     Closed(ConnId, u64),
     Accepted(ListenerId, u64, Sock),
+    /// A connection the engine closed has finished closing.
+    Finished,
 }
 
 /// The loop's side of one connection (or of its DNS lookup).
 struct ConnTask {
     tag: u64,
+    /// Commands for a connection task (none for a DNS lookup).
     cmds: Option<Sender<Cmd>>,
-    _task: Task<()>,
+    /// The loop has told the engine this connection is open.
+    open: bool,
+    task: Task<()>,
 }
 
 enum Unlink {
@@ -117,8 +145,13 @@ pub struct Runtime {
     tx: Sender<Report>,
     rx: Receiver<Report>,
     conns: HashMap<ConnId, ConnTask>,
+    /// Connections the engine closed, finishing by themselves until the
+    /// deadline, when they are dropped.
+    closing: Vec<(Instant, Task<()>)>,
     listeners: HashMap<ListenerId, ListenTask>,
     next_tag: u64,
+    /// The last settle stopped with work left: do not wait in the next turn.
+    busy: bool,
 }
 
 impl Runtime {
@@ -131,8 +164,10 @@ impl Runtime {
             tx,
             rx,
             conns: HashMap::new(),
+            closing: Vec::new(),
             listeners: HashMap::new(),
             next_tag: 1,
+            busy: false,
         }
     }
 
@@ -148,70 +183,124 @@ impl Runtime {
 
     /// Run the loop until `done` returns true (checked after every
     /// iteration) or `timeout` passes. Returns whether `done` became true.
+    ///
+    /// Blocks the calling thread (`smol::block_on`); from async code use
+    /// [`Runtime::run_until_async`].
     pub fn run_until(
+        &mut self,
+        timeout: Duration,
+        done: &mut dyn FnMut(&mut Host) -> bool,
+    ) -> bool {
+        smol::block_on(self.run_until_async(timeout, done))
+    }
+
+    /// As [`Runtime::run_until`], as a future: await it on this thread from
+    /// any executor (the connection tasks run on the runtime's own
+    /// [`LocalExecutor`], which this future drives).
+    pub async fn run_until_async(
         &mut self,
         timeout: Duration,
         done: &mut dyn FnMut(&mut Host) -> bool,
     ) -> bool {
         let deadline = Instant::now() + timeout;
         let ex = self.ex.clone();
-        smol::block_on(ex.run(self.main_loop(deadline, done)))
+        ex.run(async {
+            loop {
+                let now = Instant::now();
+                self.settle(now);
+                if done(&mut self.host) {
+                    return true;
+                }
+                if now >= deadline {
+                    return false;
+                }
+                self.turn(deadline).await;
+            }
+        })
+        .await
     }
 
-    async fn main_loop(
-        &mut self,
-        deadline: Instant,
-        done: &mut dyn FnMut(&mut Host) -> bool,
-    ) -> bool {
-        loop {
+    /// One iteration: carry out pending actions, wait for the next report
+    /// from a task or the next engine timer (at most `max_wait`), feed what
+    /// happened to the engine, and dispatch the resulting events.
+    pub fn run_once(&mut self, max_wait: Duration) {
+        let ex = self.ex.clone();
+        smol::block_on(ex.run(async {
             let now = Instant::now();
             self.settle(now);
-            if done(&mut self.host) {
-                return true;
-            }
-            if now >= deadline {
-                return false;
-            }
-            let mut wake = deadline;
-            if let Some(t) = self.host.engine.poll_timeout() {
-                wake = wake.min(t);
-            }
-            let rx = self.rx.clone();
-            let first = future::or(async { rx.recv().await.ok() }, async {
-                Timer::at(wake).await;
-                None
-            })
-            .await;
-            let now = Instant::now();
-            if let Some(r) = first {
-                self.report(now, r);
-                // Take what else is waiting, a bounded batch at a time.
-                for _ in 0..REPORT_QUEUE {
-                    match self.rx.try_recv() {
-                        Ok(r) => self.report(now, r),
-                        Err(_) => break,
-                    }
-                }
-            }
-            if self
-                .host
-                .engine
-                .poll_timeout()
-                .is_some_and(|t| t <= Instant::now())
-            {
-                self.host.engine.handle_timeout(Instant::now());
-            }
-            // Let tasks woken by this turn run before the next one.
-            future::yield_now().await;
-        }
+            self.turn(now + max_wait).await;
+            self.settle(Instant::now());
+        }))
     }
 
-    /// Carry out actions and dispatch events until neither is pending.
+    /// Run until every stream has been destroyed (a program with a server
+    /// stream runs until that is destroyed too) and every closed connection
+    /// has finished sending what it was handed (or given up after
+    /// [`CLOSE_LINGER`]).
+    pub fn run(&mut self) {
+        let ex = self.ex.clone();
+        smol::block_on(ex.run(async {
+            loop {
+                self.settle(Instant::now());
+                if self.host.engine.stream_count() == 0 && self.closing.is_empty() {
+                    return;
+                }
+                self.turn(Instant::now() + Duration::from_secs(3600)).await;
+            }
+        }))
+    }
+
+    /// Wait for a report or a timer (no later than `deadline`) and feed
+    /// what happened to the engine.
+    async fn turn(&mut self, deadline: Instant) {
+        let mut wake = deadline;
+        if let Some(t) = self.host.engine.poll_timeout() {
+            wake = wake.min(t);
+        }
+        if let Some(t) = self.closing.iter().map(|(t, _)| *t).min() {
+            wake = wake.min(t);
+        }
+        if self.busy {
+            wake = Instant::now();
+        }
+        let rx = self.rx.clone();
+        let first = future::or(async { rx.recv().await.ok() }, async {
+            Timer::at(wake).await;
+            None
+        })
+        .await;
+        let now = Instant::now();
+        if let Some(r) = first {
+            self.report(now, r);
+            // Take what else is waiting, a bounded batch at a time.
+            for _ in 0..REPORT_QUEUE {
+                match self.rx.try_recv() {
+                    Ok(r) => self.report(now, r),
+                    Err(_) => break,
+                }
+            }
+        }
+        // Closing connections past their deadline are dropped (cancelled).
+        self.closing
+            .retain(|(t, task)| *t > now && !task.is_finished());
+        let now = Instant::now();
+        if self.host.engine.poll_timeout().is_some_and(|t| t <= now) {
+            self.host.engine.handle_timeout(now);
+        }
+        // Let tasks woken by this turn run before the next one.
+        future::yield_now().await;
+    }
+
+    /// Carry out actions and dispatch events until neither is pending, or
+    /// for a bounded number of rounds (a stream that always has more to send
+    /// on a socket that always takes it must not starve reads and timers);
+    /// in that case the next wait is skipped.
     fn settle(&mut self, now: Instant) {
         while let Some(a) = self.host.engine.poll_action() {
             self.act(now, a);
         }
-        for _ in 0..1000 {
+        self.busy = true;
+        for _ in 0..SETTLE_ROUNDS {
             self.host.dispatch(now);
             let mut any = false;
             while let Some(a) = self.host.engine.poll_action() {
@@ -219,6 +308,7 @@ impl Runtime {
                 self.act(now, a);
             }
             if !any {
+                self.busy = false;
                 break;
             }
         }
@@ -235,6 +325,7 @@ impl Runtime {
 
     fn report(&mut self, now: Instant, r: Report) {
         match r {
+            Report::Finished => {}
             Report::Resolved(conn, tag, ips) => {
                 if self.current(conn, tag) {
                     self.conns.remove(&conn);
@@ -242,7 +333,8 @@ impl Runtime {
                 }
             }
             Report::Connected(conn, tag) => {
-                if self.current(conn, tag) {
+                if let Some(c) = self.conns.get_mut(&conn).filter(|c| c.tag == tag) {
+                    c.open = true;
                     self.host.engine.handle_connected(now, conn);
                 }
             }
@@ -271,12 +363,12 @@ impl Runtime {
             Report::Accepted(listener, tag, sock) => {
                 let live = self.listeners.get(&listener).map(|l| l.tag);
                 if live != Some(tag) {
-                    sock.shutdown();
+                    sock.shutdown(Shutdown::Both);
                     return;
                 }
                 match self.host.engine.handle_accepted(now, listener) {
                     Some(conn) => self.spawn_conn(conn, None, Some(sock)),
-                    None => sock.shutdown(),
+                    None => sock.shutdown(Shutdown::Both),
                 }
             }
         }
@@ -299,7 +391,8 @@ impl Runtime {
                     ConnTask {
                         tag,
                         cmds: None,
-                        _task: task,
+                        open: false,
+                        task,
                     },
                 );
             }
@@ -311,12 +404,13 @@ impl Runtime {
                 priority,
             } => self.send(conn, Cmd::SetOptions(tos, priority)),
             Action::Close { conn } => {
+                // A lookup or an attempt still under way is simply dropped
+                // (cancelled); an open connection finishes by itself, bounded
+                // by CLOSE_LINGER, and its later reports are ignored.
                 if let Some(c) = self.conns.remove(&conn) {
-                    if let Some(cmds) = &c.cmds {
+                    if let (true, Some(cmds)) = (c.open, &c.cmds) {
                         let _ = cmds.try_send(Cmd::Close);
-                        // The task flushes and closes by itself (bounded by
-                        // CLOSE_LINGER); its later reports are ignored.
-                        c._task.detach();
+                        self.closing.push((now + CLOSE_LINGER, c.task));
                     }
                 }
             }
@@ -365,6 +459,7 @@ impl Runtime {
 
     /// Start a connection task: connecting to `addr`, or already connected on `sock`.
     fn spawn_conn(&mut self, conn: ConnId, addr: Option<SockAddr>, sock: Option<Sock>) {
+        let open = sock.is_some();
         let tag = self.tag();
         let tx = self.tx.clone();
         let (cmd_tx, cmd_rx) = unbounded();
@@ -394,33 +489,36 @@ impl Runtime {
             ConnTask {
                 tag,
                 cmds: Some(cmd_tx),
-                _task: task,
+                open,
+                task,
             },
         );
     }
 }
 
-/// Move bytes for one connection until it closes either way.
+/// Move bytes for one connection until it closes either way. Once the loop
+/// asks it to close (`Cmd::Close`), it reports nothing more and ends when the
+/// peer closes; the loop drops it at its linger deadline otherwise.
 async fn run_conn(sock: Sock, conn: ConnId, tag: u64, tx: Sender<Report>, cmds: Receiver<Cmd>) {
-    let reader = {
-        let sock = sock.clone();
-        let tx = tx.clone();
-        async move {
-            let mut buf = vec![0u8; READ_CHUNK];
-            loop {
-                match sock.read(&mut buf).await {
-                    Ok(0) | Err(_) => {
+    let closing = Cell::new(false);
+    let reader = async {
+        let mut buf = vec![0u8; READ_CHUNK];
+        loop {
+            match sock.read(&mut buf).await {
+                Ok(0) | Err(_) => {
+                    if !closing.get() {
                         let _ = tx.send(Report::Closed(conn, tag)).await;
-                        return;
                     }
-                    Ok(n) => {
-                        if tx
-                            .send(Report::Data(conn, tag, buf[..n].to_vec()))
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
+                    return;
+                }
+                Ok(_) if closing.get() => {}
+                Ok(n) => {
+                    if tx
+                        .send(Report::Data(conn, tag, buf[..n].to_vec()))
+                        .await
+                        .is_err()
+                    {
+                        return;
                     }
                 }
             }
@@ -434,38 +532,37 @@ async fn run_conn(sock: Sock, conn: ConnId, tag: u64, tx: Sender<Report>, cmds: 
                     while off < data.len() {
                         match sock.write(&data[off..]).await {
                             Ok(0) | Err(_) => {
-                                let _ = tx.send(Report::Closed(conn, tag)).await;
+                                if !closing.get() {
+                                    let _ = tx.send(Report::Closed(conn, tag)).await;
+                                }
                                 return;
                             }
                             Ok(n) => {
                                 off += n;
-                                let _ = tx.send(Report::Sent(conn, tag, n)).await;
+                                if !closing.get() {
+                                    let _ = tx.send(Report::Sent(conn, tag, n)).await;
+                                }
                             }
                         }
                     }
                 }
                 Cmd::SetOptions(tos, prio) => sock.set_options(tos, prio),
                 Cmd::Close => {
-                    sock.shutdown();
-                    return;
+                    closing.set(true);
+                    sock.shutdown(Shutdown::Write);
+                    // The reader ends the connection when the peer closes.
+                    future::pending::<()>().await;
                 }
             }
         }
         // The loop dropped the connection without Close: just end.
     };
-    // Whichever side ends first ends the connection; a close in progress
-    // (the loop detached the task) is bounded by CLOSE_LINGER.
-    future::or(future::or(reader, writer), async {
-        // Only matters once detached; the loop otherwise drops the task.
-        loop {
-            Timer::after(CLOSE_LINGER).await;
-            if tx.is_closed() || cmds.sender_count() == 0 {
-                return;
-            }
-        }
-    })
-    .await;
-    sock.shutdown();
+    future::or(reader, writer).await;
+    sock.shutdown(Shutdown::Both);
+    if closing.get() {
+        // Wake the loop so it forgets the task now rather than at the deadline.
+        let _ = tx.try_send(Report::Finished);
+    }
 }
 
 /// Accept connections and hand them to the loop.
@@ -489,6 +586,18 @@ async fn accept_loop(l: Lsock, listener: ListenerId, tag: u64, tx: Sender<Report
     }
 }
 
+impl Drop for Runtime {
+    /// Remove the socket files of Unix listeners still open.
+    fn drop(&mut self) {
+        for l in self.listeners.values() {
+            if let Unlink::Path(p) = &l.unlink {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
+
+/// Start a connection (TCP connects complete asynchronously).
 async fn connect(addr: &SockAddr) -> io::Result<Sock> {
     match addr {
         SockAddr::Ip(a) => Ok(Sock::Tcp(Arc::new(Async::<TcpStream>::connect(*a).await?))),
@@ -514,9 +623,21 @@ fn abstract_addr(name: &str) -> io::Result<std::os::unix::net::SocketAddr> {
     std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
 }
 
+/// A non-blocking connection to an abstract Unix name. Unix connects
+/// finish at once or fail (a full backlog is `WouldBlock`, a failure here), so
+/// the loop never waits on one.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn abstract_stream(name: &str) -> io::Result<UnixStream> {
-    UnixStream::connect_addr(&abstract_addr(name)?)
+    use socket2::{Domain, SockAddr as Addr, Socket, Type};
+    use std::os::unix::ffi::OsStrExt;
+    let mut path = Vec::with_capacity(name.len() + 1);
+    path.push(0u8);
+    path.extend_from_slice(name.as_bytes());
+    let addr = Addr::unix(std::ffi::OsStr::from_bytes(&path))?;
+    let sock = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    sock.set_nonblocking(true)?;
+    sock.connect(&addr)?;
+    Ok(sock.into())
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]

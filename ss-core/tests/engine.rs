@@ -634,3 +634,29 @@ fn state_callback_return_codes() {
         }
     }
 }
+
+#[test]
+fn destroy_drops_queued_rx_and_writable_for_the_stream() {
+    let mut e = engine();
+    let t = Instant::now();
+    let s = e.create(t, "client").unwrap();
+    e.client_connect(t, s).unwrap();
+    let conn = connect_conn(&actions(&mut e));
+    e.handle_connected(t, conn);
+    e.request_tx(t, s).unwrap();
+    e.handle_data(t, conn, b"late");
+    e.destroy(t, s).unwrap();
+    let evs: Vec<Event> = std::iter::from_fn(|| e.poll_event()).collect();
+    assert!(
+        !evs.iter()
+            .any(|ev| matches!(ev, Event::Rx { .. } | Event::Writable { .. })),
+        "{evs:?}"
+    );
+    assert!(matches!(
+        evs.last(),
+        Some(Event::State {
+            state: StreamState::Destroying,
+            ..
+        })
+    ));
+}

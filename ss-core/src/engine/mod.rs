@@ -305,6 +305,10 @@ impl Engine {
                 let _ = self.destroy(now, child);
             }
         }
+        // Payload and tx opportunities queued for the stream are moot now.
+        self.events.retain(|e| {
+            !(matches!(e, Event::Rx { .. } | Event::Writable { .. }) && e.stream() == id)
+        });
         self.events.push_back(Event::State {
             stream: id,
             state: StreamState::Destroying,

@@ -187,7 +187,8 @@ pub struct EngineConfig {
     /// How long a connection attempt (resolve + connect) may take.
     pub connect_timeout: Duration,
     /// Bytes handed to the adapter but not yet reported sent, above which no
-    /// more `Writable` events are given for the connection.
+    /// more `Writable` events are given for the connection. Unsent bytes stay
+    /// below `tx_high_water + max_write`.
     pub tx_high_water: usize,
     /// Budget offered with each `Writable` event.
     pub tx_budget: usize,

@@ -4,8 +4,10 @@
 //! fragment over a loaded one. Errors carry the key path, line and column.
 
 mod error;
+mod json;
 mod parse;
 mod types;
 
 pub use error::PolicyError;
+pub use json::{MAX_DEPTH, MAX_POLICY_LEN};
 pub use types::*;

@@ -1,7 +1,4 @@
 //! The `ss` binary end to end.
-//!
-//! Tests marked NEEDS-PARSER skip (with a note on stderr) while
-//! `Policy::parse` is still the placeholder, and check fully once it lands.
 
 use std::io::{Read, Write};
 use std::process::{Command, Output};
@@ -16,17 +13,6 @@ fn ss(args: &[&str]) -> Output {
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-/// Whether the JSON policy parser is in (not the "parser not built yet" placeholder).
-fn parser_ready() -> bool {
-    match ss_core::Policy::parse("{}") {
-        Err(e) if e.message == "parser not built yet" => {
-            eprintln!("skipped: the policy parser is not built yet");
-            false
-        }
-        _ => true,
-    }
 }
 
 #[test]
@@ -60,12 +46,8 @@ fn usage_errors_exit_2() {
     assert_eq!(ss(&["policy"]).status.code(), Some(2));
 }
 
-/// NEEDS-PARSER
 #[test]
 fn policy_check_good_file_prints_summary() {
-    if !parser_ready() {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("good.json");
     std::fs::write(
@@ -83,12 +65,8 @@ fn policy_check_good_file_prints_summary() {
     assert!(stdout.contains("api"), "{stdout}");
 }
 
-/// NEEDS-PARSER
 #[test]
 fn policy_check_bad_file_gives_located_error_and_exits_1() {
-    if !parser_ready() {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("bad.json");
     std::fs::write(
@@ -126,12 +104,8 @@ fn get_policy(dir: &std::path::Path, port: u16) -> String {
     f.to_str().unwrap().to_string()
 }
 
-/// NEEDS-PARSER
 #[test]
 fn get_prints_body_until_peer_closes() {
-    if !parser_ready() {
-        return;
-    }
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let server = std::thread::spawn(move || {
@@ -158,12 +132,8 @@ fn get_prints_body_until_peer_closes() {
     server.join().unwrap();
 }
 
-/// NEEDS-PARSER
 #[test]
 fn get_fails_when_nothing_listens() {
-    if !parser_ready() {
-        return;
-    }
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -6,10 +6,9 @@
 //! ss get STREAMTYPE --policy FILE [--timeout SECS] [--send TEXT]
 //! ```
 
-use ss_core::policy::{Policy, Protocol, StreamType};
+use ss_core::policy::Policy;
 use ss_core::{
-    Engine, EngineConfig, Flags, Handler, Host, RetryPolicy, SsRet, StreamCtx, StreamId,
-    StreamState,
+    Engine, EngineConfig, Flags, Handler, Host, SsRet, StreamCtx, StreamId, StreamState,
 };
 use ss_tokio::Runtime;
 use std::cell::RefCell;
@@ -136,42 +135,6 @@ const DEMO_POLICY: &str = r#"{
   ]
 }"#;
 
-/// [`DEMO_POLICY`] built in code, for when the JSON parser is unavailable.
-fn demo_policy_built() -> Policy {
-    Policy {
-        release: Some("ss-demo-1".into()),
-        product: Some("ss-demo".into()),
-        schema_version: Some(1),
-        retry: vec![RetryPolicy {
-            name: "demo".into(),
-            backoff_ms: vec![100, 200, 400],
-            conceal: 5,
-            jitter_pc: Some(20),
-            svalidping_s: None,
-            svalidhup_s: None,
-        }],
-        streamtypes: vec![
-            StreamType {
-                name: "upper_server".into(),
-                server: true,
-                endpoint: Some("127.0.0.1".into()),
-                port: 0,
-                protocol: Protocol::Raw,
-                ..Default::default()
-            },
-            StreamType {
-                name: "upper_client".into(),
-                endpoint: Some("127.0.0.1".into()),
-                port: 0,
-                protocol: Protocol::Raw,
-                retry: Some("demo".into()),
-                ..Default::default()
-            },
-        ],
-        ..Default::default()
-    }
-}
-
 const DEMO_MESSAGES: [&str; 3] = ["hello", "secure streams", "goodbye"];
 
 #[derive(Default)]
@@ -281,8 +244,8 @@ fn demo() -> ExitCode {
     let policy = match Policy::parse(DEMO_POLICY) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("(embedded policy not loaded: {e}; using the same policy built in code)");
-            demo_policy_built()
+            eprintln!("embedded demo policy: {e}");
+            return ExitCode::FAILURE;
         }
     };
     let t0 = Instant::now();
@@ -518,21 +481,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn embedded_demo_policy_parses_once_the_parser_exists() {
-        match Policy::parse(DEMO_POLICY) {
-            Ok(p) => {
-                assert!(p.streamtype("upper_server").is_some_and(|s| s.server));
-                assert_eq!(
-                    p.streamtype("upper_client")
-                        .and_then(|s| s.retry.as_deref()),
-                    Some("demo")
-                );
-            }
-            Err(e) if e.message == "parser not built yet" => {
-                eprintln!("skipped: the policy parser is not built yet")
-            }
-            Err(e) => panic!("embedded demo policy: {e}"),
-        }
+    fn embedded_demo_policy_parses() {
+        let p = Policy::parse(DEMO_POLICY).expect("embedded demo policy");
+        assert!(p.streamtype("upper_server").is_some_and(|s| s.server));
+        assert_eq!(
+            p.streamtype("upper_client")
+                .and_then(|s| s.retry.as_deref()),
+            Some("demo")
+        );
     }
 
     #[test]
@@ -556,7 +512,7 @@ mod tests {
     }
 
     fn get_policy(port: u16) -> Policy {
-        let mut p = demo_policy_built();
+        let mut p = Policy::parse(DEMO_POLICY).expect("embedded demo policy");
         p.streamtypes[1].port = port;
         p.retry[0].backoff_ms = vec![20];
         p.retry[0].conceal = 1;

@@ -70,7 +70,7 @@ fn load_policy(file: &str) -> Result<Policy, String> {
 fn policy_check(file: &str) -> ExitCode {
     match load_policy(file) {
         Ok(p) => {
-            print!("{file}: ok\n{}", summary(&p));
+            print!("{file}: ok\n{}", p.summary());
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -78,42 +78,6 @@ fn policy_check(file: &str) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// A short description of a policy: counts, then one line per streamtype.
-fn summary(p: &Policy) -> String {
-    let mut s = String::new();
-    if let Some(r) = &p.release {
-        s += &format!("release: {r}\n");
-    }
-    if let Some(r) = &p.product {
-        s += &format!("product: {r}\n");
-    }
-    s += &format!(
-        "{} streamtypes, {} retry policies, {} certs, {} trust stores\n",
-        p.streamtypes.len(),
-        p.retry.len(),
-        p.certs.len(),
-        p.trust_stores.len()
-    );
-    for st in &p.streamtypes {
-        let ep = st.endpoint.as_deref().unwrap_or("-");
-        let mut tags = vec![st.protocol.name().to_string()];
-        if st.server {
-            tags.push("server".into());
-        }
-        if st.tls {
-            tags.push("tls".into());
-        }
-        if st.nailed_up {
-            tags.push("nailed_up".into());
-        }
-        if let Some(r) = &st.retry {
-            tags.push(format!("retry={r}"));
-        }
-        s += &format!("  {}: {}:{} ({})\n", st.name, ep, st.port, tags.join(", "));
-    }
-    s
 }
 
 // ----- demo --------------------------------------------------------------

@@ -2,6 +2,7 @@
 //! or retry. The engine owns one [`Machine`] per connection and routes what it
 //! produces ([`Output`]) to streams and the adapter.
 
+pub mod h1;
 pub mod raw;
 
 use crate::state::Flags;

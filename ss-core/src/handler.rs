@@ -245,9 +245,10 @@ impl Host {
                 }
                 r
             }
-            Event::Listening { .. } | Event::ListenFailed { .. } | Event::Accepted { .. } => {
-                SsRet::Ok
-            }
+            Event::Listening { .. }
+            | Event::ListenFailed { .. }
+            | Event::Accepted { .. }
+            | Event::ConnectionError { .. } => SsRet::Ok,
         };
         let destroyed = ctx.destroyed;
         match ret {

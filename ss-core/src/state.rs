@@ -48,6 +48,10 @@ pub enum StreamState {
     SinkJoin = 19,
     /// A source stream left a sink (LWSSSCS_SINK_PART).
     SinkPart = 20,
+    /// An application state mapped by the policy (LWSSSCS_USER_BASE and up,
+    /// e.g. `http_resp_map` turning status 530 into 1530). The mapped number
+    /// travels in the event's `ack`; it never replaces the stream's last state.
+    User = 1000,
 }
 
 impl StreamState {
@@ -82,6 +86,9 @@ impl StreamState {
 
     /// The state with the given reference ordinal, if any.
     pub fn from_ordinal(n: u32) -> Option<Self> {
+        if n >= Self::User.ordinal() {
+            return Some(Self::User);
+        }
         Self::ALL.get((n as usize).checked_sub(1)?).copied()
     }
 
@@ -108,6 +115,7 @@ impl StreamState {
             Self::UpstreamLinkRetry => "LWSSSCS_UPSTREAM_LINK_RETRY",
             Self::SinkJoin => "LWSSSCS_SINK_JOIN",
             Self::SinkPart => "LWSSSCS_SINK_PART",
+            Self::User => "LWSSSCS_USER_BASE",
         }
     }
 
@@ -117,6 +125,9 @@ impl StreamState {
     /// reports a transition it rejects, and the simulation checks that.
     pub fn is_legal_after(self, prev: Option<StreamState>) -> bool {
         use StreamState::*;
+        if self == User {
+            return true;
+        }
         let allowed: &[StreamState] = match prev {
             None => &[Creating, Destroying],
             Some(Creating) => &[Connecting, Timeout, Poll, ServerUpgrade, Destroying],
@@ -199,7 +210,9 @@ impl StreamState {
             Some(ServerTxn) => &[Disconnected, Timeout, ServerTxn, Destroying],
             Some(ServerUpgrade) => &[ServerUpgrade, ServerTxn, Timeout, Disconnected, Destroying],
             // Advisory states outside the reference table: anything may follow.
-            Some(EventWaitCancelled | UpstreamLinkRetry | SinkJoin | SinkPart) => return true,
+            Some(EventWaitCancelled | UpstreamLinkRetry | SinkJoin | SinkPart | User) => {
+                return true
+            }
         };
         allowed.contains(&self)
     }

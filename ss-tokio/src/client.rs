@@ -6,6 +6,7 @@
 //! bounded ring ([`STATE_CAPACITY`] states, oldest dropped when a reader lags).
 
 use crate::io::Io;
+use ss_core::policy::Protocol;
 use ss_core::{Engine, EngineConfig, Event, Flags, Policy, StreamId, StreamState};
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -75,6 +76,11 @@ enum Cmd {
         name: String,
         value: Vec<u8>,
         reply: Reply<()>,
+    },
+    GetMetadata {
+        id: StreamId,
+        name: String,
+        reply: Reply<Option<Vec<u8>>>,
     },
     Connect {
         id: StreamId,
@@ -184,6 +190,14 @@ impl SsStream {
             reply,
         })
         .await
+    }
+
+    /// A metadata item's value (`lws_ss_get_metadata`), e.g. one an HTTP
+    /// response header set; `None` if unset.
+    pub async fn get_metadata(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
+        let (id, name) = (self.id, name.to_string());
+        self.call(|reply| Cmd::GetMetadata { id, name, reply })
+            .await
     }
 
     /// Connect now, resetting the retry count (`lws_ss_client_connect`).
@@ -314,6 +328,8 @@ impl Loop {
             Event::Writable { stream, budget } => self.writable(now, stream, budget),
             // Only client streams are created through this API.
             Event::Accepted { .. } | Event::Listening { .. } | Event::ListenFailed { .. } => {}
+            // The state that follows tells the application what happened.
+            Event::ConnectionError { .. } => {}
         }
     }
 
@@ -372,12 +388,24 @@ impl Loop {
                     let _ = reply.send(Ok(()));
                     return;
                 }
+                let len = data.len() as u64;
                 slot.out.push_back(Outgoing {
                     data,
                     off: 0,
                     reply,
                 });
-                if let Err(e) = self.engine.request_tx(now, id) {
+                // An HTTP message sent alone announces its length (Content-Length).
+                let http = self
+                    .engine
+                    .streamtype(id)
+                    .and_then(|n| self.engine.policy().streamtype(n))
+                    .is_some_and(|st| matches!(st.protocol, Protocol::H1 | Protocol::H2));
+                let r = if http && slot.out.len() == 1 {
+                    self.engine.request_tx_len(now, id, len)
+                } else {
+                    self.engine.request_tx(now, id)
+                };
+                if let Err(e) = r {
                     if let Some(o) = slot.out.pop_back() {
                         let _ = o.reply.send(Err(e.into()));
                     }
@@ -390,6 +418,13 @@ impl Loop {
                 reply,
             } => {
                 let r = self.engine.set_metadata(id, &name, &value);
+                let _ = reply.send(r.map_err(Into::into));
+            }
+            Cmd::GetMetadata { id, name, reply } => {
+                let r = self
+                    .engine
+                    .get_metadata(id, &name)
+                    .map(|v| v.map(<[u8]>::to_vec));
                 let _ = reply.send(r.map_err(Into::into));
             }
             Cmd::Connect { id, reply } => {

@@ -1153,7 +1153,9 @@ impl Sim {
                     }
                     _ => {}
                 }
-                if *state == StreamState::Destroying {
+                if *state == StreamState::User {
+                    // Advisory: the lifecycle goes on from the previous state.
+                } else if *state == StreamState::Destroying {
                     n.states.remove(stream);
                     n.destroyed.insert(*stream);
                     n.stream_conn.remove(stream);
@@ -1205,6 +1207,10 @@ impl Sim {
                 addr: addr.clone(),
             },
             Event::ListenFailed { stream, reason } => TraceKind::ListenFailed {
+                stream: *stream,
+                reason: reason.clone(),
+            },
+            Event::ConnectionError { stream, reason } => TraceKind::ConnectionError {
                 stream: *stream,
                 reason: reason.clone(),
             },

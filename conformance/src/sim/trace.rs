@@ -350,6 +350,13 @@ pub enum TraceKind {
         /// Why.
         reason: String,
     },
+    /// A stream's connection failed, and why.
+    ConnectionError {
+        /// The stream.
+        stream: StreamId,
+        /// Why.
+        reason: String,
+    },
     /// A fault was injected.
     Fault(Fault),
     /// The network did something for the node.
@@ -410,6 +417,9 @@ impl fmt::Display for TraceEntry {
             TraceKind::Listening { stream, addr } => write!(f, "{stream} listening on {addr}"),
             TraceKind::ListenFailed { stream, reason } => {
                 write!(f, "{stream} listen failed: {reason}")
+            }
+            TraceKind::ConnectionError { stream, reason } => {
+                write!(f, "{stream} connection error: {reason}")
             }
             TraceKind::Fault(x) => write!(f, "{x}"),
             TraceKind::Net(x) => write!(f, "{x}"),

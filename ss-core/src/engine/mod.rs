@@ -2,6 +2,7 @@
 //! them and their timers, and routes between protocol machines, the adapter
 //! (actions) and the application (events). Sans-IO: every input carries `now`.
 
+mod http;
 mod timers;
 mod types;
 
@@ -9,7 +10,7 @@ pub use types::*;
 
 use crate::metadata;
 use crate::policy::{Policy, Protocol, StreamType};
-use crate::proto::{self, Machine, Output};
+use crate::proto::{self, h1, Output};
 use crate::retry::{RetryPolicy, Rng};
 use crate::state::{Flags, StreamState};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -56,6 +57,12 @@ struct Stream {
     tx_len: Option<u64>,
     server_ack: Option<i32>,
     metadata: Vec<Option<Vec<u8>>>,
+    /// CONNECTED was reported for the current connection (the reference's
+    /// `ss_dangling_connected`): a loss then reports DISCONNECTED, not UNREACHABLE.
+    connected_reported: bool,
+    /// Redirects followed in the current transaction, and where the last one points.
+    redirects: u8,
+    redirect: Option<http::Redirect>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -65,15 +72,38 @@ enum Phase {
     Open,
 }
 
+/// The protocol machine running on a connection.
+#[derive(Debug)]
+enum Proto {
+    /// No framing.
+    Raw(proto::raw::Raw),
+    /// HTTP/1.1 client transactions.
+    H1Client(Box<http::ClientConn>),
+    /// HTTP/1.1 server transactions.
+    H1Server(Box<http::ServerConn>),
+}
+
+/// Where a kept-alive client connection may be reused: same target, port and TLS.
+type PoolKey = (String, u16, bool);
+
 #[derive(Debug)]
 struct Conn {
-    stream: StreamId,
+    /// The stream the connection carries; `None` while idle in the keep-alive pool.
+    stream: Option<StreamId>,
     phase: Phase,
     port: u16,
     candidates: VecDeque<SocketAddr>,
     deadline: Option<Instant>,
     unsent: usize,
-    machine: Machine,
+    proto: Proto,
+    /// Client connections that may be kept alive: their pool key.
+    pool: Option<PoolKey>,
+    /// Taken from the keep-alive pool for this transaction.
+    reused: bool,
+    /// Something arrived from the peer on this connection.
+    rx_any: bool,
+    /// The peer closed it: no `Close` action is due.
+    peer_closed: bool,
 }
 
 /// The Secure Streams engine. See the crate docs for the input/output shape.
@@ -91,6 +121,12 @@ pub struct Engine {
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
     next_id: u64,
+    /// Idle kept-alive HTTP/1.1 client connections by target.
+    pool: BTreeMap<PoolKey, Vec<ConnId>>,
+    /// Cookie jars of `http_cookies` streamtypes, by streamtype name.
+    cookies: BTreeMap<String, h1::cookies::Jar>,
+    /// Application-provided blobs: auth tokens, device serial, firmware version, device type.
+    blobs: BTreeMap<SystemBlob, Vec<u8>>,
 }
 
 impl Engine {
@@ -109,6 +145,9 @@ impl Engine {
             actions: VecDeque::new(),
             events: VecDeque::new(),
             next_id: 1,
+            pool: BTreeMap::new(),
+            cookies: BTreeMap::new(),
+            blobs: BTreeMap::new(),
         }
     }
 
@@ -233,7 +272,7 @@ impl Engine {
     /// Returns the number of bytes taken (all of them).
     pub fn write(
         &mut self,
-        _now: Instant,
+        now: Instant,
         id: StreamId,
         data: &[u8],
         flags: Flags,
@@ -253,14 +292,20 @@ impl Engine {
         let Some(conn) = self.conns.get_mut(&conn_id) else {
             return Err(Error::NotConnected(id));
         };
-        let mut out = Output::default();
-        let res = conn.machine.write(data, flags, &mut out);
-        self.route_output(conn_id, out);
-        if let Err(e) = res {
-            self.protocol_failed(_now, conn_id, e);
-            return Err(Error::NotConnected(id));
+        match &mut conn.proto {
+            Proto::Raw(m) => {
+                let mut out = Output::default();
+                let res = m.write(data, flags, &mut out);
+                self.route_output(conn_id, out);
+                if let Err(e) = res {
+                    self.protocol_failed(now, conn_id, e.to_string());
+                    return Err(Error::NotConnected(id));
+                }
+                Ok(data.len())
+            }
+            Proto::H1Client(_) => self.h1c_write(now, conn_id, id, data, flags),
+            Proto::H1Server(_) => self.h1s_write(now, conn_id, id, data, flags),
         }
-        Ok(data.len())
     }
 
     /// Close the stream's connection (`LWSSSSRET_DISCONNECT_ME`). An open
@@ -268,7 +313,7 @@ impl Engine {
     /// drop; an attempt still under way reports UNREACHABLE and backs off.
     pub fn disconnect(&mut self, now: Instant, id: StreamId) -> Result<(), Error> {
         if let Some(conn) = self.stream(id)?.conn {
-            self.actions.push_back(Action::Close { conn });
+            self.close_conn(conn);
             // An attempt that never connected fails like any other attempt
             // (UNREACHABLE, then backoff); an open connection is a drop.
             match self.conns.get(&conn).map(|c| &c.phase) {
@@ -289,8 +334,8 @@ impl Engine {
         self.timers.cancel(Timer::Retry(id));
         self.timers.cancel(Timer::UserTimeout(id));
         if let Some(conn) = s.conn {
+            self.close_conn(conn);
             self.drop_conn(conn);
-            self.actions.push_back(Action::Close { conn });
         }
         if let Role::Server { listener } = s.role {
             self.listeners.remove(&listener);
@@ -335,6 +380,29 @@ impl Engine {
             *slot = Some(value.to_vec());
         }
         Ok(())
+    }
+
+    /// Provide a system blob (auth token, device serial...) for the headers
+    /// the policy names (`http_auth_header`, `http_dsn_header`, ...).
+    pub fn set_system_blob(&mut self, blob: SystemBlob, value: &[u8]) -> Result<(), Error> {
+        let max = self.config.max_metadata_len;
+        if value.len() > max {
+            return Err(Error::TooLarge {
+                what: "system blob",
+                len: value.len(),
+                max,
+            });
+        }
+        self.blobs.insert(blob, value.to_vec());
+        Ok(())
+    }
+
+    /// The cookies an `http_cookies` streamtype holds, as `name=value` pairs.
+    pub fn cookies(&self, streamtype: &str) -> Vec<(String, String)> {
+        self.cookies
+            .get(streamtype)
+            .map(|j| j.cookies().to_vec())
+            .unwrap_or_default()
     }
 
     /// A metadata item's value, `None` if it was never set.
@@ -431,7 +499,7 @@ impl Engine {
         c.deadline = None;
         let sid = c.stream;
         self.timers.cancel(Timer::ConnectTimeout(conn));
-        if let Some(s) = self.streams.get_mut(&sid) {
+        if let Some(s) = sid.and_then(|sid| self.streams.get_mut(&sid)) {
             s.seq = Seq::Connected;
             s.tries = 0;
             let attr = s.st.attr;
@@ -444,9 +512,7 @@ impl Engine {
                 });
             }
         }
-        self.emit_state(sid, StreamState::Connected, 0);
-        let _ = now;
-        self.service_tx();
+        self.transport_ready(now, conn);
     }
 
     /// The connection attempt for `conn` failed (refused, unreachable...).
@@ -454,7 +520,7 @@ impl Engine {
         match self.conns.get(&conn).map(|c| &c.phase) {
             Some(Phase::Connecting) => self.connect_next(now, conn),
             Some(Phase::Resolving) => self.connect_failed(now, conn),
-            Some(Phase::Open) => self.conn_lost(now, conn),
+            Some(Phase::Open) => self.handle_closed(now, conn),
             None => {}
         }
     }
@@ -467,12 +533,14 @@ impl Engine {
         if c.phase != Phase::Open {
             return;
         }
-        let mut out = Output::default();
-        let res = c.machine.handle_input(data, &mut out);
-        self.route_output(conn, out);
-        if let Err(e) = res {
-            self.protocol_failed(now, conn, e);
+        c.rx_any = true;
+        if c.stream.is_none() {
+            // An idle pooled connection has nothing to say: drop it.
+            self.close_conn(conn);
+            self.drop_conn(conn);
+            return;
         }
+        self.proto_input(now, conn, data);
     }
 
     /// The adapter wrote `n` more bytes of what `Transmit` handed it.
@@ -485,10 +553,19 @@ impl Engine {
 
     /// `conn` was closed by the peer or failed (reset, EOF).
     pub fn handle_closed(&mut self, now: Instant, conn: ConnId) {
-        match self.conns.get(&conn).map(|c| &c.phase) {
-            Some(Phase::Open) => self.conn_lost(now, conn),
-            Some(_) => self.handle_connect_failed(now, conn, "closed"),
-            None => {}
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.peer_closed = true;
+        match (&c.phase, &c.proto, c.stream) {
+            (Phase::Open, _, None) => {
+                self.drop_conn(conn);
+            }
+            (Phase::Open, Proto::H1Client(_), Some(_)) => self.h1c_closed(now, conn),
+            (Phase::Open, Proto::H1Server(_), Some(_)) => self.h1s_closed(now, conn),
+            (Phase::Open, Proto::Raw(_), Some(_)) => self.conn_lost(now, conn),
+            (Phase::Connecting, ..) => self.connect_next(now, conn),
+            (Phase::Resolving, ..) => self.connect_failed(now, conn),
         }
     }
 
@@ -533,15 +610,12 @@ impl Engine {
         self.emit_state(id, StreamState::Connecting, 0);
         self.conns.insert(
             conn,
-            Conn {
-                stream: id,
-                phase: Phase::Open,
-                port: st.port,
-                candidates: VecDeque::new(),
-                deadline: None,
-                unsent: 0,
-                machine: machine_for(st.protocol),
-            },
+            Conn::new(
+                Some(id),
+                Phase::Open,
+                st.port,
+                proto_for(&st, true, &self.config),
+            ),
         );
         if let Some(s) = self.streams.get_mut(&id) {
             s.conn = Some(conn);
@@ -578,8 +652,14 @@ impl Engine {
                         .get(&conn)
                         .is_some_and(|c| c.phase != Phase::Open)
                     {
-                        self.actions.push_back(Action::Close { conn });
+                        self.close_conn(conn);
                         self.connect_failed(now, conn);
+                    }
+                }
+                Timer::PoolIdle(conn) => {
+                    if self.conns.get(&conn).is_some_and(|c| c.stream.is_none()) {
+                        self.close_conn(conn);
+                        self.drop_conn(conn);
                     }
                 }
             }
@@ -625,18 +705,45 @@ impl Engine {
                 tx_len: None,
                 server_ack: None,
                 metadata: vec![None; md],
+                connected_reported: false,
+                redirects: 0,
+                redirect: None,
             },
         );
     }
 
     fn emit_state(&mut self, id: StreamId, state: StreamState, ack: u32) {
         if let Some(s) = self.streams.get_mut(&id) {
+            if state == StreamState::User {
+                // A policy-mapped state is advisory: the lifecycle goes on from the last one.
+                self.events.push_back(Event::State {
+                    stream: id,
+                    state,
+                    ack,
+                });
+                return;
+            }
+            match state {
+                StreamState::Connected => s.connected_reported = true,
+                StreamState::Disconnected | StreamState::Unreachable => {
+                    s.connected_reported = false
+                }
+                _ => {}
+            }
             s.last_state = Some(state);
             self.events.push_back(Event::State {
                 stream: id,
                 state,
                 ack,
             });
+        }
+    }
+
+    /// Tell the application why a connection failed, before the state that reports it.
+    fn emit_error(&mut self, id: StreamId, reason: String) {
+        if self.streams.contains_key(&id) {
+            self.events
+                .push_back(Event::ConnectionError { stream: id, reason });
         }
     }
 
@@ -660,39 +767,135 @@ impl Engine {
         self.timers.cancel(Timer::Retry(id));
         self.emit_state(id, StreamState::Connecting, 0);
 
-        let target = match self.streams.get(&id).map(resolve_endpoint) {
+        let (target, tls) = match self.streams.get(&id).map(resolve_endpoint) {
             Some(Ok(t)) => t,
-            _ => {
+            Some(Err(e)) => {
                 // Nothing to connect to (bad endpoint or substitution): unreachable.
+                self.emit_error(id, e.to_string());
                 self.emit_state(id, StreamState::Unreachable, 0);
-                self.backoff(now, id, false);
+                self.backoff(now, id, false, Duration::ZERO);
                 return;
             }
+            None => return,
         };
-        let conn = ConnId(self.alloc_id());
-        let Some(s) = self.streams.get_mut(&id) else {
+        let Some(s) = self.streams.get(&id) else {
             return;
         };
-        s.conn = Some(conn);
+        let st = s.st.clone();
+        let port = s.redirect.as_ref().map_or(st.port, |r| r.port);
+        let key = pool_key(&st, &target, port, tls);
+        // A kept-alive connection to the same place carries the transaction at once.
+        if let Some(conn) = key.as_ref().and_then(|k| self.take_pooled(k)) {
+            self.timers.cancel(Timer::PoolIdle(conn));
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.stream = Some(id);
+                c.reused = true;
+                c.rx_any = false;
+            }
+            if let Some(s) = self.streams.get_mut(&id) {
+                s.conn = Some(conn);
+                s.seq = Seq::Connected;
+                s.tries = 0;
+            }
+            self.transport_ready(now, conn);
+            return;
+        }
+        let conn = ConnId(self.alloc_id());
+        if let Some(s) = self.streams.get_mut(&id) {
+            s.conn = Some(conn);
+        }
         let deadline = now + self.config.connect_timeout;
         let (phase, action) = match target {
             Target::Addr(addr) => (Phase::Connecting, Action::Connect { conn, addr }),
             Target::Host(host) => (Phase::Resolving, Action::Resolve { conn, host }),
         };
-        self.conns.insert(
-            conn,
-            Conn {
-                stream: id,
-                phase,
-                port: s.st.port,
-                candidates: VecDeque::new(),
-                deadline: Some(deadline),
-                unsent: 0,
-                machine: machine_for(s.st.protocol),
-            },
-        );
+        let mut c = Conn::new(Some(id), phase, port, proto_for(&st, false, &self.config));
+        c.deadline = Some(deadline);
+        c.pool = key;
+        self.conns.insert(conn, c);
         self.timers.set(Timer::ConnectTimeout(conn), deadline);
         self.actions.push_back(action);
+    }
+
+    /// An idle pooled connection for `key`, removed from the pool.
+    fn take_pooled(&mut self, key: &PoolKey) -> Option<ConnId> {
+        let list = self.pool.get_mut(key)?;
+        let conn = list.pop();
+        if list.is_empty() {
+            self.pool.remove(key);
+        }
+        conn
+    }
+
+    /// Keep an idle client connection for reuse, or close it if the pool is full.
+    fn pool_conn(&mut self, now: Instant, conn: ConnId) {
+        let Some(key) = self.conns.get(&conn).and_then(|c| c.pool.clone()) else {
+            self.close_conn(conn);
+            self.drop_conn(conn);
+            return;
+        };
+        let list = self.pool.entry(key).or_default();
+        if list.len() >= self.config.max_idle_per_target {
+            self.close_conn(conn);
+            self.drop_conn(conn);
+            return;
+        }
+        list.push(conn);
+        self.timers
+            .set(Timer::PoolIdle(conn), now + self.config.keepalive_idle);
+    }
+
+    /// The transport under `conn` is up: start the protocol on it.
+    fn transport_ready(&mut self, now: Instant, conn: ConnId) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        let Some(sid) = c.stream else {
+            return;
+        };
+        match c.proto {
+            Proto::Raw(_) => self.emit_state(sid, StreamState::Connected, 0),
+            Proto::H1Client(_) => self.h1c_start(now, conn),
+            Proto::H1Server(_) => {}
+        }
+        self.service_tx();
+    }
+
+    /// Feed plaintext from the peer to the connection's protocol machine.
+    fn proto_input(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        match &mut c.proto {
+            Proto::Raw(m) => {
+                let mut out = Output::default();
+                let res = m.handle_input(data, &mut out);
+                self.route_output(conn, out);
+                if let Err(e) = res {
+                    self.protocol_failed(now, conn, e.to_string());
+                }
+            }
+            Proto::H1Client(_) => self.h1c_input(now, conn, data),
+            Proto::H1Server(_) => self.h1s_input(now, conn, data),
+        }
+    }
+
+    /// Hand bytes for the wire to the adapter.
+    fn transmit(&mut self, conn: ConnId, data: Vec<u8>) {
+        if data.is_empty() {
+            return;
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.unsent += data.len();
+            self.actions.push_back(Action::Transmit { conn, data });
+        }
+    }
+
+    /// Ask the adapter to close `conn` unless the peer already did.
+    fn close_conn(&mut self, conn: ConnId) {
+        if self.conns.get(&conn).is_some_and(|c| !c.peer_closed) {
+            self.actions.push_back(Action::Close { conn });
+        }
     }
 
     /// Try the next resolved address, or fail the attempt when none is left.
@@ -703,6 +906,7 @@ impl Engine {
         match c.candidates.pop_front() {
             Some(addr) => {
                 c.phase = Phase::Connecting;
+                c.peer_closed = false;
                 self.actions.push_back(Action::Connect {
                     conn,
                     addr: SockAddr::Ip(addr),
@@ -714,8 +918,17 @@ impl Engine {
 
     fn drop_conn(&mut self, conn: ConnId) -> Option<Conn> {
         self.timers.cancel(Timer::ConnectTimeout(conn));
+        self.timers.cancel(Timer::PoolIdle(conn));
         let c = self.conns.remove(&conn)?;
-        if let Some(s) = self.streams.get_mut(&c.stream) {
+        if let Some(key) = &c.pool {
+            if let Some(list) = self.pool.get_mut(key) {
+                list.retain(|&x| x != conn);
+                if list.is_empty() {
+                    self.pool.remove(key);
+                }
+            }
+        }
+        if let Some(s) = c.stream.and_then(|id| self.streams.get_mut(&id)) {
             if s.conn == Some(conn) {
                 s.conn = None;
             }
@@ -725,20 +938,18 @@ impl Engine {
 
     /// A connection attempt failed for good: UNREACHABLE, then backoff.
     fn connect_failed(&mut self, now: Instant, conn: ConnId) {
-        let Some(c) = self.drop_conn(conn) else {
+        let Some(id) = self.drop_conn(conn).and_then(|c| c.stream) else {
             return;
         };
-        let id = c.stream;
         self.emit_state(id, StreamState::Unreachable, 0);
-        self.backoff(now, id, false);
+        self.backoff(now, id, false, Duration::ZERO);
     }
 
     /// An open connection went away: DISCONNECTED, then per role and policy.
     fn conn_lost(&mut self, now: Instant, conn: ConnId) {
-        let Some(c) = self.drop_conn(conn) else {
+        let Some(id) = self.drop_conn(conn).and_then(|c| c.stream) else {
             return;
         };
-        let id = c.stream;
         let Some(s) = self.streams.get_mut(&id) else {
             return;
         };
@@ -752,20 +963,25 @@ impl Engine {
             Role::Accepted { .. } => {
                 let _ = self.destroy(now, id);
             }
-            Role::Client if reconnect => self.backoff(now, id, true),
+            Role::Client if reconnect => self.backoff(now, id, true, Duration::ZERO),
             _ => {}
         }
     }
 
-    fn protocol_failed(&mut self, now: Instant, conn: ConnId, _e: proto::ProtoError) {
-        self.actions.push_back(Action::Close { conn });
+    /// The protocol on `conn` failed: tell why, close, and treat it as a loss.
+    fn protocol_failed(&mut self, now: Instant, conn: ConnId, reason: String) {
+        if let Some(sid) = self.conns.get(&conn).and_then(|c| c.stream) {
+            self.emit_error(sid, reason);
+        }
+        self.close_conn(conn);
         self.conn_lost(now, conn);
     }
 
-    /// Schedule the next attempt per the retry policy, or give up with
+    /// Schedule the next attempt per the retry policy (waiting at least
+    /// `at_least`, e.g. a server's Retry-After), or give up with
     /// ALL_RETRIES_FAILED. After a drop (`after_drop`), giving up is silent:
     /// the reference table has no DISCONNECTED → ALL_RETRIES_FAILED edge.
-    fn backoff(&mut self, now: Instant, id: StreamId, after_drop: bool) {
+    fn backoff(&mut self, now: Instant, id: StreamId, after_drop: bool, at_least: Duration) {
         let Some(s) = self.streams.get_mut(&id) else {
             return;
         };
@@ -776,7 +992,7 @@ impl Engine {
         match delay {
             Some(d) => {
                 s.seq = Seq::ReconnectWait;
-                let at = now + d;
+                let at = now + d.max(at_least);
                 s.retry_at = Some(at);
                 self.timers.set(Timer::Retry(id), at);
             }
@@ -790,17 +1006,10 @@ impl Engine {
     }
 
     fn route_output(&mut self, conn: ConnId, out: Output) {
-        let Some(c) = self.conns.get_mut(&conn) else {
+        let Some(stream) = self.conns.get(&conn).and_then(|c| c.stream) else {
             return;
         };
-        let stream = c.stream;
-        if !out.transmit.is_empty() {
-            c.unsent += out.transmit.len();
-            self.actions.push_back(Action::Transmit {
-                conn,
-                data: out.transmit,
-            });
-        }
+        self.transmit(conn, out.transmit);
         for (data, flags) in out.rx {
             self.events.push_back(Event::Rx {
                 stream,
@@ -821,10 +1030,11 @@ impl Engine {
             if s.seq != Seq::Connected {
                 continue;
             }
-            let room = s
-                .conn
-                .and_then(|c| self.conns.get(&c))
-                .is_some_and(|c| c.phase == Phase::Open && c.unsent < self.config.tx_high_water);
+            let room = s.conn.and_then(|c| self.conns.get(&c)).is_some_and(|c| {
+                c.phase == Phase::Open
+                    && c.unsent < self.config.tx_high_water
+                    && proto_wants_tx(&c.proto)
+            });
             if room {
                 self.tx_pending.remove(&id);
                 self.events.push_back(Event::Writable {
@@ -832,6 +1042,24 @@ impl Engine {
                     budget: self.config.tx_budget,
                 });
             }
+        }
+    }
+}
+
+impl Conn {
+    fn new(stream: Option<StreamId>, phase: Phase, port: u16, proto: Proto) -> Self {
+        Conn {
+            stream,
+            phase,
+            port,
+            candidates: VecDeque::new(),
+            deadline: None,
+            unsent: 0,
+            proto,
+            pool: None,
+            reused: false,
+            rx_any: false,
+            peer_closed: false,
         }
     }
 }
@@ -859,8 +1087,12 @@ enum Target {
     Host(String),
 }
 
-/// Turn the stream's endpoint (after `${metadata}` substitution) into an address or host.
-fn resolve_endpoint(s: &Stream) -> Result<Target, Error> {
+/// Turn the stream's endpoint (after `${metadata}` substitution, or a
+/// redirect's target) into an address or host, and whether to use TLS.
+fn resolve_endpoint(s: &Stream) -> Result<(Target, bool), Error> {
+    if let Some(r) = &s.redirect {
+        return Ok((parse_endpoint(&r.host, r.port)?, r.tls));
+    }
     let ep =
         s.st.endpoint
             .as_deref()
@@ -869,7 +1101,19 @@ fn resolve_endpoint(s: &Stream) -> Result<Target, Error> {
         let i = s.st.metadata_index(name)?;
         Some(s.metadata.get(i).and_then(|v| v.as_deref()).unwrap_or(&[]))
     })?;
-    parse_endpoint(&ep, s.st.port)
+    Ok((parse_endpoint(&ep, s.st.port)?, s.st.tls))
+}
+
+/// The keep-alive pool key for a client connection, for protocols that reuse them.
+fn pool_key(st: &StreamType, target: &Target, port: u16, tls: bool) -> Option<PoolKey> {
+    if st.protocol != Protocol::H1 || st.server {
+        return None;
+    }
+    let t = match target {
+        Target::Addr(a) => a.to_string(),
+        Target::Host(h) => h.to_ascii_lowercase(),
+    };
+    Some((t, port, tls))
 }
 
 fn parse_endpoint(ep: &str, port: u16) -> Result<Target, Error> {
@@ -910,9 +1154,23 @@ fn server_bind(st: &StreamType) -> Result<BindAddr, Error> {
     }
 }
 
-fn machine_for(_p: Protocol) -> Machine {
-    // Only raw exists yet; other protocols fall back to raw until they land.
-    Machine::Raw(proto::raw::Raw::default())
+/// The protocol machine for a new connection of `st`.
+fn proto_for(st: &StreamType, accepted: bool, config: &EngineConfig) -> Proto {
+    match (st.protocol, accepted) {
+        (Protocol::H1, false) => Proto::H1Client(Box::new(http::ClientConn::new(config))),
+        (Protocol::H1, true) => Proto::H1Server(Box::new(http::ServerConn::new(config))),
+        // Protocols not built yet run raw until they land.
+        _ => Proto::Raw(proto::raw::Raw::default()),
+    }
+}
+
+/// Whether the protocol can take application payload now.
+fn proto_wants_tx(p: &Proto) -> bool {
+    match p {
+        Proto::Raw(_) => true,
+        Proto::H1Client(c) => c.wants_body(),
+        Proto::H1Server(c) => c.wants_response(),
+    }
 }
 
 fn tos_bits(a: &crate::policy::Attributes) -> u8 {

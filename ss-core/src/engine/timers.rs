@@ -13,6 +13,8 @@ pub(crate) enum Timer {
     UserTimeout(StreamId),
     /// A connection attempt's deadline.
     ConnectTimeout(ConnId),
+    /// An idle kept-alive connection's end.
+    PoolIdle(ConnId),
 }
 
 /// Deadlines, at most one per [`Timer`], in time order.

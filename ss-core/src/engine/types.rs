@@ -156,6 +156,15 @@ pub enum Event {
         /// The bound address (with the real port when the policy said 0).
         addr: String,
     },
+    /// Why the stream's connection failed (TLS verification, a malformed
+    /// response, a refused redirect...); the state that follows tells what
+    /// happens next (UNREACHABLE, DISCONNECTED).
+    ConnectionError {
+        /// Stream concerned.
+        stream: StreamId,
+        /// A human-readable reason, e.g. `http: malformed status line`.
+        reason: String,
+    },
     /// A server stream could not listen.
     ListenFailed {
         /// The server stream.
@@ -174,6 +183,7 @@ impl Event {
             | Event::Writable { stream, .. }
             | Event::Accepted { stream, .. }
             | Event::Listening { stream, .. }
+            | Event::ConnectionError { stream, .. }
             | Event::ListenFailed { stream, .. } => *stream,
         }
     }
@@ -198,6 +208,14 @@ pub struct EngineConfig {
     pub max_streams: usize,
     /// Largest metadata value.
     pub max_metadata_len: usize,
+    /// How long an idle kept-alive HTTP/1.1 connection waits for reuse.
+    pub keepalive_idle: Duration,
+    /// Most idle kept-alive connections per (host, port, TLS).
+    pub max_idle_per_target: usize,
+    /// Most redirects one transaction follows (with `allow_redirects`).
+    pub max_redirects: u8,
+    /// HTTP/1 header size and count limits.
+    pub http_limits: crate::proto::h1::Limits,
 }
 
 impl Default for EngineConfig {
@@ -210,8 +228,26 @@ impl Default for EngineConfig {
             max_write: 1024 * 1024,
             max_streams: 65_536,
             max_metadata_len: 4096,
+            keepalive_idle: Duration::from_secs(5),
+            max_idle_per_target: 4,
+            max_redirects: 5,
+            http_limits: crate::proto::h1::Limits::default(),
         }
     }
+}
+
+/// A value the application provides for the whole engine (the reference's
+/// `lws_system` blobs), used in HTTP headers named by the policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SystemBlob {
+    /// Auth token `n` (0..=3), sent in `http_auth_header`.
+    Auth(u8),
+    /// Device serial number, sent in `http_dsn_header`.
+    DeviceSerial,
+    /// Firmware version, sent in `http_fwv_header`.
+    FirmwareVersion,
+    /// Device type, sent in `http_devtype_header`.
+    DeviceType,
 }
 
 /// Why an application call was refused.
@@ -244,6 +280,8 @@ pub enum Error {
     Policy(PolicyError),
     /// The endpoint cannot be used.
     BadEndpoint(String),
+    /// The protocol refused the payload (e.g. a body longer than announced).
+    Protocol(String),
 }
 
 impl fmt::Display for Error {
@@ -261,6 +299,7 @@ impl fmt::Display for Error {
             Error::Substitution(e) => write!(f, "{e}"),
             Error::Policy(e) => write!(f, "{e}"),
             Error::BadEndpoint(e) => write!(f, "bad endpoint: {e}"),
+            Error::Protocol(e) => write!(f, "{e}"),
         }
     }
 }

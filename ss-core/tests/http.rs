@@ -1,0 +1,743 @@
+//! HTTP/1.1 through the engine: a client engine against scripted server
+//! bytes, and a client engine against a server engine, both in memory.
+
+use ss_core::engine::SystemBlob;
+use ss_core::{Action, ConnId, Engine, EngineConfig, Event, Flags, Policy, StreamId, StreamState};
+use std::time::{Duration, Instant};
+
+const POLICY: &str = r#"{
+  "retry": [{"r": {"backoff": [100, 200], "conceal": 2, "jitterpc": 0}}],
+  "s": [
+    {"get": {"endpoint": "example.test", "port": 8080, "protocol": "h1",
+             "http_method": "GET", "http_url": "items/${id}?x=1", "retry": "r",
+             "metadata": [{"id": ""}, {"ctype": "content-type:"}, {"tag": "x-tag:"}],
+             "http_resp_map": [{"530": 1530}]}},
+    {"post": {"endpoint": "127.0.0.1", "port": 80, "protocol": "h1",
+              "http_method": "POST", "http_url": "/up", "retry": "r",
+              "http_auth_header": "authorization:", "http_auth_preamble": "bearer ",
+              "http_dsn_header": "x-dsn:"}},
+    {"follow": {"endpoint": "127.0.0.1", "port": 80, "protocol": "h1",
+                "http_url": "/a", "allow_redirects": true, "retry": "r"}},
+    {"cpd": {"endpoint": "127.0.0.1", "port": 80, "protocol": "h1", "http_url": "/gen",
+             "http_expect": 204, "http_fail_redirect": true, "retry": "r"}},
+    {"jar": {"endpoint": "127.0.0.1", "port": 80, "protocol": "h1", "http_url": "/",
+             "http_cookies": true, "retry": "r"}},
+    {"mp": {"endpoint": "127.0.0.1", "port": 80, "protocol": "h1", "http_url": "/",
+            "http_multipart_ss_in": true, "retry": "r"}},
+    {"upload": {"endpoint": "127.0.0.1", "port": 80, "protocol": "h1", "http_method": "POST",
+                "http_url": "/form", "http_multipart_name": "file",
+                "http_multipart_filename": "a.txt", "http_multipart_content_type": "text/plain",
+                "retry": "r"}},
+    {"srv": {"server": true, "endpoint": "127.0.0.1", "port": 0, "protocol": "h1",
+             "metadata": [{"mime": "content-type:"}, {"method": ""}, {"path": ""},
+                          {"q": ""}, {"agent": "user-agent:"}]}},
+    {"local": {"endpoint": "127.0.0.1", "port": 9, "protocol": "h1", "http_method": "POST",
+               "http_url": "/echo?q=42", "retry": "r",
+               "metadata": [{"agent": "user-agent:"}, {"mime": "content-type:"}]}}
+  ]
+}"#;
+
+/// A client engine whose peer is the test: it sees what the client sends
+/// and feeds it canned responses.
+struct Scripted {
+    e: Engine,
+    now: Instant,
+    conns: Vec<ConnId>,
+    sent: Vec<u8>,
+    closed: Vec<ConnId>,
+    events: Vec<Event>,
+}
+
+impl Scripted {
+    fn new() -> Self {
+        let policy = Policy::parse(POLICY).unwrap();
+        Scripted {
+            e: Engine::new(policy, EngineConfig::default()),
+            now: Instant::now(),
+            conns: vec![],
+            sent: vec![],
+            closed: vec![],
+            events: vec![],
+        }
+    }
+
+    /// Carry out actions: DNS gives 127.0.0.1, connects succeed, bytes are captured.
+    fn pump(&mut self) {
+        loop {
+            let mut any = false;
+            while let Some(a) = self.e.poll_action() {
+                any = true;
+                match a {
+                    Action::Resolve { conn, .. } => {
+                        self.e
+                            .handle_resolved(self.now, conn, &["127.0.0.1".parse().unwrap()])
+                    }
+                    Action::Connect { conn, .. } => {
+                        self.conns.push(conn);
+                        self.e.handle_connected(self.now, conn);
+                    }
+                    Action::Transmit { conn, data } => {
+                        self.sent.extend_from_slice(&data);
+                        self.e.handle_sent(self.now, conn, data.len());
+                    }
+                    Action::Close { conn } => self.closed.push(conn),
+                    _ => {}
+                }
+            }
+            while let Some(ev) = self.e.poll_event() {
+                any = true;
+                self.events.push(ev);
+            }
+            if !any {
+                break;
+            }
+        }
+    }
+
+    fn conn(&self) -> ConnId {
+        *self.conns.last().expect("a connection")
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        let c = self.conn();
+        self.e.handle_data(self.now, c, bytes);
+        self.pump();
+    }
+
+    fn take_sent(&mut self) -> String {
+        String::from_utf8(std::mem::take(&mut self.sent)).unwrap()
+    }
+
+    fn states(&self, id: StreamId) -> Vec<StreamState> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::State { stream, state, .. } if *stream == id => Some(*state),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn rx(&self, id: StreamId) -> Vec<(Vec<u8>, Flags)> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Rx {
+                    stream,
+                    data,
+                    flags,
+                } if *stream == id => Some((data.clone(), *flags)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+        self.e.handle_timeout(self.now);
+        self.pump();
+    }
+}
+
+use StreamState::*;
+
+#[test]
+fn get_sends_the_request_and_reports_the_reference_sequence() {
+    let mut t = Scripted::new();
+    let s = t.e.create(t.now, "get").unwrap();
+    t.e.set_metadata(s, "id", b"42").unwrap();
+    t.e.set_metadata(s, "tag", b"blue").unwrap();
+    t.e.request_tx(t.now, s).unwrap();
+    t.pump();
+    let req = t.take_sent();
+    assert!(
+        req.starts_with("GET /items/42?x=1 HTTP/1.1\r\nHost: example.test:8080\r\n"),
+        "{req}"
+    );
+    assert!(req.contains("x-tag: blue\r\n"), "{req}");
+    assert!(!req.to_ascii_lowercase().contains("content-type"), "{req}");
+    // No CONNECTED until the response head, as in the reference.
+    assert_eq!(t.states(s), [Creating, Poll, Connecting]);
+    assert!(!t.events.iter().any(|e| matches!(e, Event::Writable { .. })));
+    t.feed(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhel");
+    assert_eq!(
+        t.e.get_metadata(s, "ctype").unwrap(),
+        Some(&b"text/plain"[..])
+    );
+    t.feed(b"lo");
+    assert_eq!(
+        t.states(s),
+        [
+            Creating,
+            Poll,
+            Connecting,
+            Connected,
+            QosAckRemote,
+            Disconnected
+        ]
+    );
+    let rx = t.rx(s);
+    assert_eq!(rx[0], (b"hel".to_vec(), Flags::SOM));
+    let body: Vec<u8> = rx.iter().flat_map(|(d, _)| d.clone()).collect();
+    assert_eq!(body, b"hello");
+    assert!(rx.last().unwrap().1.contains(Flags::EOM));
+    // Kept alive: the next transaction reuses the connection.
+    assert!(t.closed.is_empty());
+    assert_eq!(t.e.conn_count(), 1);
+    t.e.request_tx(t.now, s).unwrap();
+    t.pump();
+    assert_eq!(t.conns.len(), 1, "no new connection");
+    assert!(t.take_sent().starts_with("GET /items/42?x=1 "));
+    t.feed(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(
+        &t.states(s)[6..],
+        [Poll, Connecting, Connected, QosNackRemote, Disconnected]
+    );
+    // The idle connection is closed after the keep-alive period.
+    t.advance(Duration::from_secs(6));
+    assert_eq!(t.closed, vec![t.conn()]);
+    assert_eq!(t.e.conn_count(), 0);
+}
+
+#[test]
+fn resp_map_reports_the_mapped_state() {
+    let mut t = Scripted::new();
+    let s = t.e.create(t.now, "get").unwrap();
+    t.e.request_tx(t.now, s).unwrap();
+    t.pump();
+    t.feed(b"HTTP/1.1 530 Custom\r\nContent-Length: 0\r\n\r\n");
+    let mapped: Vec<_> = t
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::State {
+                state: User, ack, ..
+            } => Some(*ack),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(mapped, [1530]);
+    assert_eq!(
+        t.states(s),
+        [
+            Creating,
+            Poll,
+            Connecting,
+            User,
+            Connected,
+            QosNackRemote,
+            Disconnected
+        ]
+    );
+}
+
+#[test]
+fn post_body_goes_out_with_blob_headers_before_connected() {
+    let mut t = Scripted::new();
+    t.e.set_system_blob(SystemBlob::Auth(0), b"tok").unwrap();
+    t.e.set_system_blob(SystemBlob::DeviceSerial, b"SN1")
+        .unwrap();
+    let s = t.e.create(t.now, "post").unwrap();
+    t.e.request_tx_len(t.now, s, 6).unwrap();
+    t.pump();
+    let head = t.take_sent();
+    assert!(
+        head.starts_with("POST /up HTTP/1.1\r\nHost: 127.0.0.1\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("authorization: bearer tok\r\n"), "{head}");
+    assert!(head.contains("x-dsn: SN1\r\n"), "{head}");
+    assert!(head.contains("Content-Length: 6\r\n"), "{head}");
+    // Writable while still CONNECTING, as the reference's body-pending path.
+    assert!(t
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Writable { stream, .. } if *stream == s)));
+    t.e.write(t.now, s, b"abc", Flags::SOM).unwrap();
+    t.e.write(t.now, s, b"def", Flags::EOM).unwrap();
+    t.pump();
+    assert_eq!(t.take_sent(), "abcdef");
+    t.feed(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(
+        t.states(s),
+        [
+            Creating,
+            Poll,
+            Connecting,
+            Connected,
+            QosAckRemote,
+            Disconnected
+        ]
+    );
+}
+
+#[test]
+fn a_missing_blob_fails_the_attempt_with_a_reason() {
+    let mut t = Scripted::new();
+    let s = t.e.create(t.now, "post").unwrap();
+    t.e.request_tx(t.now, s).unwrap();
+    t.pump();
+    assert!(t.events.iter().any(|e| matches!(
+        e,
+        Event::ConnectionError { reason, .. } if reason.contains("Auth")
+    )));
+    assert_eq!(t.states(s), [Creating, Poll, Connecting, Unreachable]);
+}
+
+#[test]
+fn unknown_length_post_is_chunked() {
+    let mut t = Scripted::new();
+    t.e.set_system_blob(SystemBlob::Auth(0), b"t").unwrap();
+    t.e.set_system_blob(SystemBlob::DeviceSerial, b"s").unwrap();
+    let s = t.e.create(t.now, "post").unwrap();
+    t.e.request_tx(t.now, s).unwrap();
+    t.pump();
+    assert!(t.take_sent().contains("Transfer-Encoding: chunked\r\n"));
+    t.e.write(t.now, s, b"hello", Flags::SOM | Flags::EOM)
+        .unwrap();
+    t.pump();
+    assert_eq!(t.take_sent(), "5\r\nhello\r\n0\r\n\r\n");
+}
+
+#[test]
+fn redirects_fail_by_default_and_with_fail_redirect() {
+    let mut t = Scripted::new();
+    let s = t.e.create(t.now, "cpd").unwrap();
+    t.e.request_tx(t.now, s).unwrap();
+    t.pump();
+    t.feed(
+        b"HTTP/1.1 302 Found\r\nLocation: http://portal.example/login\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert_eq!(t.states(s), [Creating, Poll, Connecting, Unreachable]);
+    assert!(t.events.iter().any(|e| matches!(
+        e,
+        Event::ConnectionError { reason, .. } if reason.contains("redirect")
+    )));
+    // It backs off and tries again per the retry policy.
+    t.advance(Duration::from_millis(150));
+    assert_eq!(t.conns.len(), 2);
+    // A 204 is success for this streamtype; a 200 would not be.
+    t.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(t.states(s).last(), Some(&Disconnected));
+    assert!(t.states(s).contains(&QosNackRemote));
+}
+
+#[test]
+fn allowed_redirects_are_followed_to_the_new_target() {
+    let mut t = Scripted::new();
+    let s = t.e.create(t.now, "follow").unwrap();
+    t.e.request_tx(t.now, s).unwrap();
+    t.pump();
+    assert!(t
+        .take_sent()
+        .starts_with("GET /a HTTP/1.1\r\nHost: 127.0.0.1\r\n"));
+    t.feed(b"HTTP/1.1 301 Moved\r\nLocation: http://127.0.0.1:8081/b\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(t.conns.len(), 2, "a new connection to the new port");
+    assert!(t
+        .take_sent()
+        .starts_with("GET /b HTTP/1.1\r\nHost: 127.0.0.1:8081\r\n"));
+    t.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    assert_eq!(
+        t.states(s),
+        [
+            Creating,
+            Poll,
+            Connecting,
+            Connecting,
+            Connected,
+            QosAckRemote,
+            Disconnected
+        ]
+    );
+    // A loop ends after the configured number of redirects.
+    t.e.request_tx(t.now, s).unwrap();
+    t.pump();
+    for _ in 0..6 {
+        t.feed(b"HTTP/1.1 302 Found\r\nLocation: /a\r\nContent-Length: 0\r\n\r\n");
+    }
+    assert!(t.events.iter().any(|e| matches!(
+        e,
+        Event::ConnectionError { reason, .. } if reason.contains("more than 5 redirects")
+    )));
+}
+
+#[test]
+fn unavailable_backs_off_silently_honouring_retry_after() {
+    let mut t = Scripted::new();
+    let s = t.e.create(t.now, "follow").unwrap();
+    t.e.request_tx(t.now, s).unwrap();
+    t.pump();
+    t.feed(b"HTTP/1.1 503 Busy\r\nRetry-After: 2\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(t.states(s), [Creating, Poll, Connecting]);
+    t.advance(Duration::from_millis(1500));
+    assert_eq!(
+        t.conns.len(),
+        1,
+        "waits for Retry-After, not the 100 ms backoff"
+    );
+    t.advance(Duration::from_millis(600));
+    assert_eq!(t.conns.len(), 2);
+}
+
+#[test]
+fn cookies_are_stored_and_sent_back() {
+    let mut t = Scripted::new();
+    let s = t.e.create(t.now, "jar").unwrap();
+    t.e.request_tx(t.now, s).unwrap();
+    t.pump();
+    assert!(!t.take_sent().contains("Cookie"));
+    t.feed(b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1; Path=/\r\nSet-Cookie: b=2\r\nContent-Length: 0\r\n\r\n");
+    t.e.request_tx(t.now, s).unwrap();
+    t.pump();
+    assert!(t.take_sent().contains("Cookie: a=1; b=2\r\n"));
+    assert_eq!(t.e.cookies("jar").len(), 2);
+}
+
+#[test]
+fn incoming_multipart_is_split_into_parts() {
+    let mut t = Scripted::new();
+    let s = t.e.create(t.now, "mp").unwrap();
+    t.e.request_tx(t.now, s).unwrap();
+    t.pump();
+    let body = "--XX\r\nContent-Type: text/plain\r\n\r\none\r\n--XX\r\n\r\ntwo!\r\n--XX--\r\n";
+    let resp = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: multipart/mixed; boundary=XX\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    // Split at every byte: the parts must come out the same.
+    for b in resp.as_bytes() {
+        t.feed(std::slice::from_ref(b));
+    }
+    let rx = t.rx(s);
+    assert_eq!(rx.first().unwrap().1, Flags::RELATED_START);
+    assert_eq!(rx.last().unwrap().1, Flags::RELATED_END);
+    let mut parts: Vec<Vec<u8>> = vec![];
+    for (d, f) in &rx {
+        if f.contains(Flags::SOM) {
+            parts.push(vec![]);
+        }
+        if let Some(p) = parts.last_mut() {
+            p.extend_from_slice(d);
+        }
+    }
+    assert_eq!(parts, [b"one".to_vec(), b"two!".to_vec()]);
+    assert_eq!(t.states(s).last(), Some(&Disconnected));
+}
+
+#[test]
+fn outgoing_multipart_wraps_the_body() {
+    let mut t = Scripted::new();
+    let s = t.e.create(t.now, "upload").unwrap();
+    t.e.request_tx_len(t.now, s, 4).unwrap();
+    t.pump();
+    t.e.write(t.now, s, b"data", Flags::SOM | Flags::EOM)
+        .unwrap();
+    t.pump();
+    let req = t.take_sent();
+    let ct = req
+        .lines()
+        .find(|l| l.starts_with("Content-Type: multipart/form-data; boundary="))
+        .unwrap();
+    let boundary = ct
+        .split("boundary=")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .trim_matches('"');
+    let (_, body) = req.split_once("\r\n\r\n").unwrap();
+    let cl: usize = req
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Content-Length: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(cl, body.len());
+    assert!(body.starts_with(&format!("--{boundary}\r\n")), "{body:?}");
+    assert!(body.contains("name=\"file\"; filename=\"a.txt\""));
+    assert!(body.contains("Content-Type: text/plain\r\n\r\ndata\r\n"));
+    assert!(body.ends_with(&format!("--{boundary}--\r\n")));
+}
+
+#[test]
+fn malformed_responses_fail_with_a_reason_and_retry() {
+    let mut t = Scripted::new();
+    let s = t.e.create(t.now, "follow").unwrap();
+    t.e.request_tx(t.now, s).unwrap();
+    t.pump();
+    t.feed(b"HTTP/1.1 2x0 What\r\n\r\n");
+    assert_eq!(t.states(s), [Creating, Poll, Connecting, Unreachable]);
+    assert!(t.events.iter().any(
+        |e| matches!(e, Event::ConnectionError { reason, .. } if reason.starts_with("http:"))
+    ));
+    assert_eq!(t.closed.len(), 1);
+    t.advance(Duration::from_millis(150));
+    assert_eq!(t.conns.len(), 2);
+    // Dropped mid-body after CONNECTED: DISCONNECTED, then retry.
+    t.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc");
+    let c = t.conn();
+    t.e.handle_closed(t.now, c);
+    t.pump();
+    assert_eq!(
+        &t.states(s)[3..],
+        [Unreachable, Poll, Connecting, Connected, Disconnected],
+        "{:?}",
+        t.states(s)
+    );
+}
+
+#[test]
+fn read_to_close_bodies_end_at_eof() {
+    let mut t = Scripted::new();
+    let s = t.e.create(t.now, "follow").unwrap();
+    t.e.request_tx(t.now, s).unwrap();
+    t.pump();
+    t.feed(b"HTTP/1.0 200 OK\r\n\r\nsome");
+    t.feed(b" body");
+    let c = t.conn();
+    t.e.handle_closed(t.now, c);
+    t.pump();
+    let body: Vec<u8> = t.rx(s).iter().flat_map(|(d, _)| d.clone()).collect();
+    assert_eq!(body, b"some body");
+    assert_eq!(t.states(s).last(), Some(&Disconnected));
+    assert!(t.states(s).contains(&QosAckRemote));
+    assert!(t.closed.is_empty(), "the peer closed it: no Close action");
+}
+
+// ----- client engine against server engine --------------------------------
+
+/// Two engines wired back to back in memory.
+struct Pair {
+    c: Engine,
+    s: Engine,
+    now: Instant,
+    /// client conn -> server conn
+    links: Vec<(ConnId, ConnId)>,
+    listener: Option<ss_core::ListenerId>,
+    cev: Vec<Event>,
+    sev: Vec<Event>,
+}
+
+impl Pair {
+    fn new() -> Self {
+        let p = Policy::parse(POLICY).unwrap();
+        Pair {
+            c: Engine::new(p.clone(), EngineConfig::default()),
+            s: Engine::new(p, EngineConfig::default()),
+            now: Instant::now(),
+            links: vec![],
+            listener: None,
+            cev: vec![],
+            sev: vec![],
+        }
+    }
+
+    fn pump(&mut self, mut server_app: impl FnMut(&mut Engine, Instant, &Event)) {
+        loop {
+            let mut any = false;
+            while let Some(a) = self.s.poll_action() {
+                any = true;
+                match a {
+                    Action::Listen { listener, .. } => {
+                        self.listener = Some(listener);
+                        self.s.handle_listening(self.now, listener, "127.0.0.1:9");
+                    }
+                    Action::Transmit { conn, data } => {
+                        self.s.handle_sent(self.now, conn, data.len());
+                        if let Some(&(cc, _)) = self.links.iter().find(|(_, sc)| *sc == conn) {
+                            self.c.handle_data(self.now, cc, &data);
+                        }
+                    }
+                    Action::Close { conn } => {
+                        if let Some(&(cc, _)) = self.links.iter().find(|(_, sc)| *sc == conn) {
+                            self.c.handle_closed(self.now, cc);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            while let Some(a) = self.c.poll_action() {
+                any = true;
+                match a {
+                    Action::Resolve { conn, .. } => {
+                        self.c
+                            .handle_resolved(self.now, conn, &["127.0.0.1".parse().unwrap()]);
+                    }
+                    Action::Connect { conn, .. } => {
+                        let sc = self
+                            .s
+                            .handle_accepted(self.now, self.listener.unwrap())
+                            .unwrap();
+                        self.links.push((conn, sc));
+                        self.c.handle_connected(self.now, conn);
+                    }
+                    Action::Transmit { conn, data } => {
+                        self.c.handle_sent(self.now, conn, data.len());
+                        if let Some(&(_, sc)) = self.links.iter().find(|(cc, _)| *cc == conn) {
+                            self.s.handle_data(self.now, sc, &data);
+                        }
+                    }
+                    Action::Close { conn } => {
+                        if let Some(&(_, sc)) = self.links.iter().find(|(cc, _)| *cc == conn) {
+                            self.s.handle_closed(self.now, sc);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            while let Some(ev) = self.s.poll_event() {
+                any = true;
+                server_app(&mut self.s, self.now, &ev);
+                self.sev.push(ev);
+            }
+            while let Some(ev) = self.c.poll_event() {
+                any = true;
+                self.cev.push(ev);
+            }
+            if !any {
+                break;
+            }
+        }
+    }
+}
+
+#[test]
+fn our_client_against_our_server() {
+    let mut p = Pair::new();
+    let now = p.now;
+    p.s.create(now, "srv").unwrap();
+    let mut got_body = Vec::new();
+    let mut app = |s: &mut Engine, now: Instant, ev: &Event| match ev {
+        Event::State {
+            stream,
+            state: ServerTxn,
+            ..
+        } => {
+            assert_eq!(
+                s.get_metadata(*stream, "method").unwrap(),
+                Some(&b"POST"[..])
+            );
+            assert_eq!(
+                s.get_metadata(*stream, "path").unwrap(),
+                Some(&b"/echo?q=42"[..])
+            );
+            assert_eq!(s.get_metadata(*stream, "q").unwrap(), Some(&b"42"[..]));
+            assert_eq!(
+                s.get_metadata(*stream, "agent").unwrap(),
+                Some(&b"ss-test"[..])
+            );
+        }
+        Event::Rx {
+            stream,
+            data,
+            flags,
+        } => {
+            got_body.extend_from_slice(data);
+            if flags.contains(Flags::EOM) {
+                s.server_ack(*stream, 0).unwrap();
+                s.set_metadata(*stream, "mime", b"text/x-echo").unwrap();
+                s.request_tx_len(now, *stream, got_body.len() as u64)
+                    .unwrap();
+            }
+        }
+        Event::Writable { stream, .. } => {
+            s.write(now, *stream, &got_body.clone(), Flags::SOM | Flags::EOM)
+                .unwrap();
+        }
+        _ => {}
+    };
+    p.pump(&mut app);
+    let c = p.c.create(now, "local").unwrap();
+    p.c.set_metadata(c, "agent", b"ss-test").unwrap();
+    p.c.request_tx_len(now, c, 11).unwrap();
+    p.pump(&mut app);
+    p.c.write(now, c, b"hello world", Flags::SOM | Flags::EOM)
+        .unwrap();
+    p.pump(&mut app);
+    let body: Vec<u8> = p
+        .cev
+        .iter()
+        .filter_map(|e| match e {
+            Event::Rx { data, .. } => Some(data.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(body, b"hello world");
+    assert_eq!(
+        p.c.get_metadata(c, "mime").unwrap(),
+        Some(&b"text/x-echo"[..])
+    );
+    let cs: Vec<_> = p
+        .cev
+        .iter()
+        .filter_map(|e| match e {
+            Event::State { state, .. } => Some(*state),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        cs,
+        [
+            Creating,
+            Poll,
+            Connecting,
+            Connected,
+            QosAckRemote,
+            Disconnected
+        ]
+    );
+    let ss: Vec<_> = p
+        .sev
+        .iter()
+        .filter_map(|e| match e {
+            Event::State { stream, state, .. } if stream.0 != 1 => Some(*state),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ss, [Creating, Connecting, Connected, ServerTxn]);
+}
+
+#[test]
+fn a_server_that_never_acks_answers_404() {
+    let mut p = Pair::new();
+    let now = p.now;
+    p.s.create(now, "srv").unwrap();
+    let mut app = |s: &mut Engine, now: Instant, ev: &Event| match ev {
+        Event::State {
+            stream,
+            state: ServerTxn,
+            ..
+        } => {
+            s.request_tx(now, *stream).unwrap();
+        }
+        Event::Writable { stream, .. } => {
+            s.write(now, *stream, b"nope", Flags::SOM | Flags::EOM)
+                .unwrap();
+        }
+        _ => {}
+    };
+    p.pump(&mut app);
+    let c = p.c.create(now, "get").unwrap();
+    // "get" points at example.test:8080; our pair ignores addresses.
+    p.c.request_tx(now, c).unwrap();
+    p.pump(&mut app);
+    let cs: Vec<_> = p
+        .cev
+        .iter()
+        .filter_map(|e| match e {
+            Event::State { state, .. } => Some(*state),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        cs,
+        [
+            Creating,
+            Poll,
+            Connecting,
+            Connected,
+            QosNackRemote,
+            Disconnected
+        ]
+    );
+}

@@ -18,12 +18,16 @@ nginx_pkg=""
 if ! have nginx; then
   need+=(__nginx__)
 fi
+# The echo module gives the nginx peer a POST/PUT /echo endpoint.
+[ -e /usr/lib/nginx/modules/ngx_http_echo_module.so ] || need+=(libnginx-mod-http-echo)
 
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   if [[ " ${need[*]} " == *" __nginx__ "* ]]; then
     # nginx-light is the small flavour; fall back to nginx where it is gone.
-    if apt-cache policy nginx-light 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+    # (Captured first: `grep -q` closing the pipe early would trip pipefail.)
+    policy=$(apt-cache policy nginx-light 2>/dev/null || true)
+    if grep -q 'Candidate: [0-9]' <<<"$policy"; then
       nginx_pkg=nginx-light
     else
       nginx_pkg=nginx

@@ -203,6 +203,15 @@ fn nginx_plain_http() {
         "big.bin content"
     );
 
+    let raw = raw_exchange(
+        port,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnginx echo",
+    );
+    let r = Resp::parse(&raw);
+    assert_eq!(r.status, 200, "{}", ng.logs());
+    let (body, _) = dechunk(&r.raw_body);
+    assert_eq!(body, b"nginx ech");
+
     // Keep-alive: a DAV PUT then a GET of it on one connection.
     let s = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();

@@ -10,7 +10,9 @@ mod nginx;
 mod pki;
 mod pyedge;
 
-pub use nginx::{big_bin_byte, big_bin_content, Nginx, NginxOpts, BIG_BIN_LEN, INDEX_HTML};
+pub use nginx::{
+    big_bin_byte, big_bin_content, Nginx, NginxOpts, BIG_BIN_LEN, ECHO_MODULE, INDEX_HTML,
+};
 pub use pki::{CaCert, LeafCert, TestPki};
 pub use pyedge::{edge_body, edge_byte, PyEdge};
 

@@ -42,6 +42,7 @@ Endpoints:
   GET  /conn-id                body = the client's TCP port (same value = same connection).
   GET  /slow?ms=N              waits N ms, then body "slow".
   GET  /peer-cert              body = the client certificate's subject CN, or "none".
+  HEAD of any GET endpoint     its headers only.
   anything else                404 "not found".
 """
 
@@ -126,6 +127,8 @@ class Handler(BaseHTTPRequestHandler):
             self.start(200, [("Content-Type", "application/octet-stream"),
                              ("Transfer-Encoding", "chunked")])
             self.end_headers()
+            if self.command == "HEAD":
+                return
             for k in range(n):
                 self.wfile.write(b"%x\r\n" % size + pattern(k * size, size) + b"\r\n")
                 self.wfile.flush()
@@ -139,7 +142,8 @@ class Handler(BaseHTTPRequestHandler):
                 self.start(200, [("Content-Type", "application/octet-stream"),
                                  ("Connection", "close")])
                 self.end_headers()
-            self.wfile.write(pattern(0, size))
+            if self.command != "HEAD":
+                self.wfile.write(pattern(0, size))
             self.close_connection = True
         elif path == "/len":
             self.reply(200, pattern(0, self.intq(q, "size", 10)), "application/octet-stream")

@@ -1,14 +1,59 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine with the Rust toolchain.
-# Idempotent; run by .ci/run before the tests. Third-party peers used by later
-# test suites (mosquitto, nginx, nghttp2, python websockets, openssl) are added here.
+# Idempotent; run by .ci/run before the tests. Third-party peers used by the
+# conformance tests (nginx, python3, openssl; later mosquitto, nghttp2, python
+# websockets) are installed here: the tests start their own instances on
+# loopback and fail (never skip) when a peer is missing.
 set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
+
 need=()
-command -v cc >/dev/null || need+=(gcc)
-if [ ${#need[@]} -gt 0 ]; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq "${need[@]}"
+have cc || need+=(gcc)
+have openssl || need+=(openssl)
+# The tests run the system python3 (stdlib only); /usr/bin/python3 is enough.
+[ -x /usr/bin/python3 ] || have python3 || need+=(python3)
+nginx_pkg=""
+if ! have nginx; then
+  need+=(__nginx__)
 fi
+# The echo module gives the nginx peer a POST/PUT /echo endpoint.
+[ -e /usr/lib/nginx/modules/ngx_http_echo_module.so ] || need+=(libnginx-mod-http-echo)
+
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq
+  if [[ " ${need[*]} " == *" __nginx__ "* ]]; then
+    # nginx-light is the small flavour; fall back to nginx where it is gone.
+    # (Captured first: `grep -q` closing the pipe early would trip pipefail.)
+    policy=$(apt-cache policy nginx-light 2>/dev/null || true)
+    if grep -q 'Candidate: [0-9]' <<<"$policy"; then
+      nginx_pkg=nginx-light
+    else
+      nginx_pkg=nginx
+    fi
+    need=("${need[@]/__nginx__/$nginx_pkg}")
+  fi
+  # Never let the package start a system nginx on port 80: a policy-rc.d that
+  # forbids service starts is put in place for the install if none exists.
+  added_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    added_policy=1
+  fi
+  rc=0
+  apt-get install -y -qq --no-install-recommends "${need[@]}" || rc=$?
+  [ "$added_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+  [ "$rc" = 0 ] || exit "$rc"
+fi
+
+# Should a system nginx be running anyway (started by the package on a machine
+# with an init system), stop it: the tests start their own instances.
+if [ -s /run/nginx.pid ] && kill -0 "$(cat /run/nginx.pid)" 2>/dev/null; then
+  nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+  "$nginx_bin" -s quit 2>/dev/null || kill "$(cat /run/nginx.pid)" 2>/dev/null || true
+fi
+
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 echo "install: ok"

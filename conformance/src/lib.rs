@@ -4,4 +4,5 @@
 pub mod driver;
 pub mod drivers;
 pub mod fuzz_engine;
+pub mod peers;
 pub mod sim;

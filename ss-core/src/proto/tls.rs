@@ -323,9 +323,10 @@ impl TlsContext {
         st: &StreamType,
         alpn: &[&[u8]],
     ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-        let cert_name = st.server_cert.as_deref().ok_or_else(|| {
-            TlsError::Config(format!("streamtype {:?}: no server_cert", st.name))
-        })?;
+        let cert_name = st
+            .server_cert
+            .as_deref()
+            .ok_or_else(|| TlsError::Config(format!("streamtype {:?}: no server_cert", st.name)))?;
         let key_name = st
             .server_key
             .as_deref()

@@ -5,3 +5,4 @@ pub mod driver;
 pub mod drivers;
 pub mod fuzz_engine;
 pub mod sim;
+pub mod tls_provider;

@@ -491,7 +491,9 @@ impl TlsSession {
                     return self.fail(TlsError::Protocol(e.to_string()), wire);
                 }
             }
-            self.drain_wire(wire)?;
+            if let Err(e) = self.drain_wire(wire) {
+                return self.fail(e, wire);
+            }
         }
         Ok(())
     }
@@ -519,7 +521,10 @@ impl TlsSession {
         if let Err(e) = self.conn.writer().write_all(plain) {
             return self.fail(TlsError::Protocol(e.to_string()), wire);
         }
-        self.drain_wire(wire)
+        match self.drain_wire(wire) {
+            Err(e) => self.fail(e, wire),
+            Ok(()) => Ok(()),
+        }
     }
 
     /// Send close_notify.

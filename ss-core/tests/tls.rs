@@ -606,3 +606,47 @@ fn server_key_in_sec1_form_loads() {
     }
     assert!(!c.is_handshaking() && !s.is_handshaking());
 }
+
+/// A real server flight (ServerHello .. Finished) to mutate.
+fn server_flight() -> &'static Vec<u8> {
+    static FLIGHT: OnceLock<Vec<u8>> = OnceLock::new();
+    FLIGHT.get_or_init(|| {
+        let (mut cc, mut sc) = (ctx(NOW), ctx(NOW));
+        let mut p = Pair::new(&mut cc, &mut sc, &client_st("ts"), "localhost");
+        let to_s = std::mem::take(&mut p.to_s);
+        p.s.handle_input(&to_s, &mut vec![], &mut p.to_c).unwrap();
+        p.to_c
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn mutated_server_flight_never_panics(
+        flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..8),
+        cut in any::<usize>(),
+        step in 1usize..200,
+        junk in proptest::collection::vec(any::<u8>(), 0..64),
+    ) {
+        let mut flight = server_flight().clone();
+        for (at, x) in flips {
+            let i = at % flight.len();
+            flight[i] ^= x;
+        }
+        flight.truncate(cut % (flight.len() + 1));
+        flight.extend_from_slice(&junk);
+        let mut cc = ctx(NOW);
+        let cfg = cc.client_config(&policy(), &client_st("ts"), &[]).unwrap();
+        let mut c = TlsSession::client(cfg, "localhost").unwrap();
+        let (mut wire, mut plain) = (vec![], vec![]);
+        c.start(&mut wire).unwrap();
+        for piece in flight.chunks(step) {
+            if c.handle_input(piece, &mut plain, &mut wire).is_err() {
+                prop_assert!(c.handle_input(piece, &mut plain, &mut wire).is_err());
+                break;
+            }
+        }
+        c.close(&mut wire);
+    }
+}

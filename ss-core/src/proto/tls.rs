@@ -35,7 +35,7 @@ use rustls::pki_types::{
 use rustls::server::{ServerConnection, WebPkiClientVerifier};
 use rustls::time_provider::TimeProvider;
 use rustls::{CertificateError, Connection, RootCertStore};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -169,8 +169,9 @@ pub struct TlsContext {
     clock: WallClock,
     system_roots: Arc<RootCertStore>,
     client_certs: [Option<ClientCert>; CLIENT_CERT_SLOTS],
-    client_cache: HashMap<ClientKey, Arc<rustls::ClientConfig>>,
-    server_cache: HashMap<ServerKey, Arc<rustls::ServerConfig>>,
+    // BTreeMap, not HashMap: std's hasher seeds itself from OS randomness.
+    client_cache: BTreeMap<ClientKey, Arc<rustls::ClientConfig>>,
+    server_cache: BTreeMap<ServerKey, Arc<rustls::ServerConfig>>,
 }
 
 impl TlsContext {
@@ -185,8 +186,8 @@ impl TlsContext {
             clock,
             system_roots: Arc::new(roots),
             client_certs: Default::default(),
-            client_cache: HashMap::new(),
-            server_cache: HashMap::new(),
+            client_cache: BTreeMap::new(),
+            server_cache: BTreeMap::new(),
         }
     }
 

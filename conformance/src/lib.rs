@@ -6,3 +6,4 @@ pub mod drivers;
 pub mod fuzz_engine;
 pub mod peers;
 pub mod sim;
+pub mod tls_provider;

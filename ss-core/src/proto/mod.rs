@@ -4,6 +4,7 @@
 
 pub mod h1;
 pub mod raw;
+pub mod tls;
 
 use crate::state::Flags;
 use std::fmt;

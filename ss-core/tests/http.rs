@@ -741,3 +741,195 @@ fn a_server_that_never_acks_answers_404() {
         ]
     );
 }
+
+// ----- HTTPS: the same pair over TLS ----------------------------------------
+
+mod https {
+    use super::*;
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    use ss_core::policy::{Cert, TrustStore};
+
+    /// 2025-01-01, inside the certificates' validity.
+    const NOW: u64 = 1_735_689_600;
+
+    /// A policy whose "local" client and "srv" server use TLS; the client
+    /// trusts `trusted_ca`, the server presents a leaf issued by the real CA.
+    fn tls_policy(trust_real_ca: bool) -> Policy {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(DnType::CommonName, "ss test CA");
+        let ca_der = ca.self_signed(&ca_key).unwrap().der().to_vec();
+        let other_key = KeyPair::generate().unwrap();
+        let mut other = CertificateParams::new(Vec::<String>::new()).unwrap();
+        other.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let other_der = other.self_signed(&other_key).unwrap().der().to_vec();
+        let issuer = Issuer::new(ca, ca_key);
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&leaf_key, &issuer)
+            .unwrap()
+            .der()
+            .to_vec();
+        let mut p = Policy::parse(POLICY).unwrap();
+        let cert = |name: &str, der: Vec<u8>| Cert {
+            name: name.into(),
+            der,
+        };
+        p.certs = vec![
+            cert("ca", ca_der),
+            cert("other", other_der),
+            cert("leaf", leaf),
+            cert("leaf_key", leaf_key.serialize_der()),
+        ];
+        p.trust_stores = vec![TrustStore {
+            name: "ts".into(),
+            stack: vec![if trust_real_ca { "ca" } else { "other" }.into()],
+        }];
+        for st in &mut p.streamtypes {
+            match st.name.as_str() {
+                "srv" => {
+                    st.tls = true;
+                    st.server_cert = Some("leaf".into());
+                    st.server_key = Some("leaf_key".into());
+                }
+                "local" => {
+                    st.tls = true;
+                    st.tls_trust_store = Some("ts".into());
+                }
+                _ => {}
+            }
+        }
+        p
+    }
+
+    fn pair(trust_real_ca: bool) -> Pair {
+        pair_with_clock(trust_real_ca, NOW)
+    }
+
+    fn pair_with_clock(trust_real_ca: bool, client_clock: u64) -> Pair {
+        let p = tls_policy(trust_real_ca);
+        let mut pair = Pair::new();
+        pair.c = Engine::new(p.clone(), EngineConfig::default());
+        pair.s = Engine::new(p, EngineConfig::default());
+        if client_clock != 0 {
+            pair.c.set_unix_time(client_clock);
+        }
+        pair.s.set_unix_time(NOW);
+        pair
+    }
+
+    fn echo_app() -> impl FnMut(&mut Engine, Instant, &Event) {
+        let mut body = Vec::new();
+        move |s: &mut Engine, now: Instant, ev: &Event| match ev {
+            Event::Rx {
+                stream,
+                data,
+                flags,
+            } => {
+                body.extend_from_slice(data);
+                if flags.contains(Flags::EOM) {
+                    s.server_ack(*stream, 0).unwrap();
+                    s.request_tx_len(now, *stream, body.len() as u64).unwrap();
+                }
+            }
+            Event::Writable { stream, .. } => {
+                s.write(now, *stream, &body, Flags::SOM | Flags::EOM)
+                    .unwrap();
+            }
+            _ => {}
+        }
+    }
+
+    fn client_states(p: &Pair) -> Vec<StreamState> {
+        p.cev
+            .iter()
+            .filter_map(|e| match e {
+                Event::State { state, .. } => Some(*state),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn https_post_echo_with_the_policy_trust_store() {
+        let mut p = pair(true);
+        let now = p.now;
+        let mut app = echo_app();
+        p.s.create(now, "srv").unwrap();
+        p.pump(&mut app);
+        let c = p.c.create(now, "local").unwrap();
+        let msg = vec![7u8; 100_000];
+        p.c.request_tx_len(now, c, msg.len() as u64).unwrap();
+        p.pump(&mut app);
+        for chunk in msg.chunks(16 * 1024) {
+            let eom = chunk.as_ptr_range().end == msg.as_ptr_range().end;
+            let f = if eom { Flags::EOM } else { Flags::NONE };
+            p.c.write(now, c, chunk, f).unwrap();
+            p.pump(&mut app);
+        }
+        let got: Vec<u8> = p
+            .cev
+            .iter()
+            .filter_map(|e| match e {
+                Event::Rx { data, .. } => Some(data.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(got, msg);
+        assert_eq!(
+            client_states(&p),
+            [
+                Creating,
+                Poll,
+                Connecting,
+                Connected,
+                QosAckRemote,
+                Disconnected
+            ]
+        );
+    }
+
+    #[test]
+    fn a_trust_store_without_the_issuer_fails_verification() {
+        let mut p = pair(false);
+        let now = p.now;
+        let mut app = echo_app();
+        p.s.create(now, "srv").unwrap();
+        p.pump(&mut app);
+        let c = p.c.create(now, "local").unwrap();
+        p.c.request_tx(now, c).unwrap();
+        p.pump(&mut app);
+        let reason = p
+            .cev
+            .iter()
+            .find_map(|e| match e {
+                Event::ConnectionError { reason, .. } => Some(reason.clone()),
+                _ => None,
+            })
+            .expect("a connection error");
+        assert!(reason.starts_with("tls:"), "{reason}");
+        assert!(reason.to_lowercase().contains("issuer"), "{reason}");
+        assert_eq!(client_states(&p), [Creating, Poll, Connecting, Unreachable]);
+        assert!(!p.cev.iter().any(|e| matches!(e, Event::Rx { .. })));
+    }
+
+    #[test]
+    fn an_unset_clock_fails_verification() {
+        let mut p = pair_with_clock(true, 0);
+        let now = p.now;
+        let mut app = echo_app();
+        p.s.create(now, "srv").unwrap();
+        p.pump(&mut app);
+        let c = p.c.create(now, "local").unwrap();
+        p.c.request_tx(now, c).unwrap();
+        p.pump(&mut app);
+        assert!(p.cev.iter().any(|e| matches!(
+            e,
+            Event::ConnectionError { reason, .. } if reason.contains("clock")
+        )));
+        assert_eq!(client_states(&p), [Creating, Poll, Connecting, Unreachable]);
+    }
+}

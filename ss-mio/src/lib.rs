@@ -291,6 +291,7 @@ impl Runtime {
             }
         }
         let now = Instant::now();
+        self.host.engine.set_unix_time(unix_now());
         let fired: Vec<(Token, bool, bool)> = self
             .events
             .iter()
@@ -837,4 +838,11 @@ fn remove_stale_socket(path: &str) {
     if meta.file_type().is_socket() && std::os::unix::net::UnixStream::connect(path).is_err() {
         let _ = std::fs::remove_file(path);
     }
+}
+
+/// Seconds since the Unix epoch, for the engine's TLS certificate checks.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

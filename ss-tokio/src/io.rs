@@ -248,6 +248,7 @@ impl Io {
 
     /// Feed one socket report to the engine.
     pub(crate) fn handle(&mut self, engine: &mut Engine, now: Instant, ev: IoEvent) {
+        engine.set_unix_time(unix_now());
         match ev {
             IoEvent::Resolved(conn, ips) => {
                 if matches!(self.conns.get(&conn), Some(ConnState::Pending(_))) {
@@ -471,4 +472,11 @@ async fn writer<W: AsyncWrite + Unpin + SetOptions>(
         }
     }
     let _ = w.shutdown().await;
+}
+
+/// Seconds since the Unix epoch, for the engine's TLS certificate checks.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

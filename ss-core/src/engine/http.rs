@@ -47,6 +47,8 @@ pub(super) struct ClientConn {
     started: bool,
     /// The request has a body still to be written.
     body_open: bool,
+    /// The request carries a body: a retry must ask the application for it again.
+    had_body: bool,
     /// The response status met the policy's idea of success.
     good: bool,
     /// Incoming multipart being split into parts (`http_multipart_ss_in`).
@@ -61,6 +63,7 @@ impl ClientConn {
             }),
             started: false,
             body_open: false,
+            had_body: false,
             good: false,
             multipart: None,
         }
@@ -463,6 +466,7 @@ impl Engine {
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map_or(Duration::ZERO, Duration::from_secs)
                 .min(MAX_RETRY_AFTER);
+            self.rerequest_body(conn, sid);
             self.close_conn(conn);
             self.drop_conn(conn);
             let reported = self.streams.get(&sid).is_some_and(|s| s.connected_reported);
@@ -681,6 +685,20 @@ impl Engine {
         }
     }
 
+    /// A transaction with a body is abandoned on `conn`: its retry must ask
+    /// the application for the body again (as the reference's tx callback
+    /// is called again on the new connection).
+    fn rerequest_body(&mut self, conn: ConnId, sid: StreamId) {
+        if self
+            .conns
+            .get_mut(&conn)
+            .and_then(client_of)
+            .is_some_and(|t| t.had_body)
+        {
+            self.tx_pending.insert(sid);
+        }
+    }
+
     /// The peer closed the connection.
     pub(super) fn h1c_closed(&mut self, now: Instant, conn: ConnId) {
         let mut out = h1::Out::default();
@@ -703,6 +721,7 @@ impl Engine {
         if c.reused && !c.rx_any {
             // A kept-alive connection the server had already dropped: try
             // again on a fresh one, without counting it as a failure.
+            self.rerequest_body(conn, sid);
             self.drop_conn(conn);
             self.start_connect(now, sid, false);
             return;
@@ -722,6 +741,7 @@ impl Engine {
             return;
         };
         self.emit_error(sid, reason);
+        self.rerequest_body(conn, sid);
         self.close_conn(conn);
         self.drop_conn(conn);
         let Some(s) = self.streams.get_mut(&sid) else {

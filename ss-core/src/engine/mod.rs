@@ -10,6 +10,7 @@ pub use types::*;
 
 use crate::metadata;
 use crate::policy::{Policy, Protocol, StreamType};
+use crate::proto::tls::{self, TlsContext, TlsSession, WallClock};
 use crate::proto::{self, h1, Output};
 use crate::retry::{RetryPolicy, Rng};
 use crate::state::{Flags, StreamState};
@@ -104,6 +105,14 @@ struct Conn {
     rx_any: bool,
     /// The peer closed it: no `Close` action is due.
     peer_closed: bool,
+    /// TLS over the transport, when the streamtype (or a redirect) asks for it.
+    tls: Option<TlsSession>,
+    /// The name the client connects to: the TLS server name.
+    sni: String,
+    /// Client: wrap the transport in TLS once connected.
+    want_tls: bool,
+    /// The protocol has been started (after the TLS handshake, if any).
+    ready: bool,
 }
 
 /// The Secure Streams engine. See the crate docs for the input/output shape.
@@ -127,12 +136,19 @@ pub struct Engine {
     cookies: BTreeMap<String, h1::cookies::Jar>,
     /// Application-provided blobs: auth tokens, device serial, firmware version, device type.
     blobs: BTreeMap<SystemBlob, Vec<u8>>,
+    /// TLS configuration beyond the policy: provider, wall clock, roots, client certs.
+    tls: TlsContext,
 }
 
 impl Engine {
     /// An engine running `policy`, with randomness seeded from `config.seed`.
     pub fn new(policy: Policy, config: EngineConfig) -> Self {
+        let tls = match &config.tls_provider {
+            Some(p) => TlsContext::new(p.clone(), WallClock::new()),
+            None => TlsContext::with_default_provider(WallClock::new()),
+        };
         Engine {
+            tls,
             shared: share(&policy),
             policy,
             rng: Rng::new(config.seed),
@@ -161,12 +177,53 @@ impl Engine {
     pub fn set_policy(&mut self, policy: Policy) {
         self.shared = share(&policy);
         self.policy = policy;
+        self.tls.clear_cache();
+    }
+
+    /// Tell the engine the wall-clock time (seconds since the Unix epoch).
+    /// TLS needs it to check certificate validity; adapters set it from the
+    /// system clock, the simulation from virtual time. Until it is set, TLS
+    /// certificate verification fails.
+    pub fn set_unix_time(&mut self, unix_secs: u64) {
+        self.tls.clock().set_unix_secs(unix_secs);
+    }
+
+    /// Provide client certificate `index` (the policy's `client_cert`): the
+    /// chain (leaf first, DER) and its private key (PKCS#8, PKCS#1 or SEC1 DER).
+    pub fn set_client_cert(
+        &mut self,
+        index: u8,
+        chain: Vec<Vec<u8>>,
+        key: Vec<u8>,
+    ) -> Result<(), Error> {
+        let chain = chain
+            .into_iter()
+            .map(tls::rustls::pki_types::CertificateDer::from)
+            .collect();
+        let key = tls::rustls::pki_types::PrivateKeyDer::try_from(key)
+            .map_err(|e| Error::Protocol(format!("tls: client key: {e}")))?;
+        self.tls
+            .set_client_cert(index, chain, key)
+            .map_err(|e| Error::Protocol(e.to_string()))?;
+        self.tls.clear_cache();
+        Ok(())
+    }
+
+    /// Replace the roots used by TLS streamtypes that name no trust store
+    /// (default: the Mozilla bundle). Returns how many certificates were usable.
+    pub fn set_system_roots(&mut self, roots: Vec<Vec<u8>>) -> usize {
+        let n = self
+            .tls
+            .set_system_roots(roots.into_iter().map(Into::into).collect());
+        self.tls.clear_cache();
+        n
     }
 
     /// Apply a policy overlay (a fragment overriding streamtype settings).
     pub fn apply_overlay(&mut self, json: &str) -> Result<(), Error> {
         self.policy.apply_overlay(json).map_err(Error::Policy)?;
         self.shared = share(&self.policy);
+        self.tls.clear_cache();
         Ok(())
     }
 
@@ -496,9 +553,12 @@ impl Engine {
             return;
         }
         c.phase = Phase::Open;
-        c.deadline = None;
+        let want_tls = c.want_tls;
         let sid = c.stream;
-        self.timers.cancel(Timer::ConnectTimeout(conn));
+        if !want_tls {
+            c.deadline = None;
+            self.timers.cancel(Timer::ConnectTimeout(conn));
+        }
         if let Some(s) = sid.and_then(|sid| self.streams.get_mut(&sid)) {
             s.seq = Seq::Connected;
             s.tries = 0;
@@ -512,7 +572,12 @@ impl Engine {
                 });
             }
         }
-        self.transport_ready(now, conn);
+        if want_tls {
+            // The connect deadline keeps running until the handshake is done.
+            self.start_client_tls(now, conn);
+        } else {
+            self.transport_ready(now, conn);
+        }
     }
 
     /// The connection attempt for `conn` failed (refused, unreachable...).
@@ -540,7 +605,30 @@ impl Engine {
             self.drop_conn(conn);
             return;
         }
-        self.proto_input(now, conn, data);
+        let Some(session) = c.tls.as_mut() else {
+            self.proto_input(now, conn, data);
+            return;
+        };
+        let was_handshaking = session.is_handshaking();
+        let mut plain = Vec::new();
+        let mut wire = Vec::new();
+        let res = session.handle_input(data, &mut plain, &mut wire);
+        let handshaken = was_handshaking && !session.is_handshaking();
+        let peer_closed = session.peer_closed();
+        self.transmit_wire(conn, wire);
+        if let Err(e) = res {
+            return self.tls_failed(now, conn, e.to_string());
+        }
+        if handshaken {
+            self.handshake_done(now, conn);
+        }
+        if !plain.is_empty() {
+            self.proto_input(now, conn, &plain);
+        }
+        if peer_closed && self.conns.contains_key(&conn) {
+            // close_notify: the peer's end of the stream, like EOF.
+            self.conn_eof(now, conn);
+        }
     }
 
     /// The adapter wrote `n` more bytes of what `Transmit` handed it.
@@ -557,6 +645,14 @@ impl Engine {
             return;
         };
         c.peer_closed = true;
+        self.conn_eof(now, conn);
+    }
+
+    /// The peer's end of `conn` arrived (socket EOF, reset, or TLS close_notify).
+    fn conn_eof(&mut self, now: Instant, conn: ConnId) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
         match (&c.phase, &c.proto, c.stream) {
             (Phase::Open, _, None) => {
                 self.drop_conn(conn);
@@ -601,6 +697,21 @@ impl Engine {
             .streams
             .get(&server)
             .map(|s| (s.st.clone(), s.retry.clone()))?;
+        let session = if st.tls {
+            let made = self
+                .tls
+                .server_config(&self.policy, &st, alpn_for(&st))
+                .and_then(TlsSession::server);
+            match made {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    self.emit_error(server, e.to_string());
+                    return None;
+                }
+            }
+        } else {
+            None
+        };
         let id = StreamId(self.alloc_id());
         let conn = ConnId(self.alloc_id());
         self.insert_stream(id, st.clone(), retry, Role::Accepted { server });
@@ -608,15 +719,15 @@ impl Engine {
             .push_back(Event::Accepted { server, stream: id });
         self.emit_state(id, StreamState::Creating, 0);
         self.emit_state(id, StreamState::Connecting, 0);
-        self.conns.insert(
-            conn,
-            Conn::new(
-                Some(id),
-                Phase::Open,
-                st.port,
-                proto_for(&st, true, &self.config),
-            ),
+        let mut c = Conn::new(
+            Some(id),
+            Phase::Open,
+            st.port,
+            proto_for(&st, true, &self.config),
         );
+        c.ready = session.is_none();
+        c.tls = session;
+        self.conns.insert(conn, c);
         if let Some(s) = self.streams.get_mut(&id) {
             s.conn = Some(conn);
             s.seq = Seq::Connected;
@@ -805,6 +916,11 @@ impl Engine {
             s.conn = Some(conn);
         }
         let deadline = now + self.config.connect_timeout;
+        let sni = match &target {
+            Target::Addr(SockAddr::Ip(a)) => a.ip().to_string(),
+            Target::Addr(_) => "localhost".to_string(),
+            Target::Host(h) => h.clone(),
+        };
         let (phase, action) = match target {
             Target::Addr(addr) => (Phase::Connecting, Action::Connect { conn, addr }),
             Target::Host(host) => (Phase::Resolving, Action::Resolve { conn, host }),
@@ -812,6 +928,8 @@ impl Engine {
         let mut c = Conn::new(Some(id), phase, port, proto_for(&st, false, &self.config));
         c.deadline = Some(deadline);
         c.pool = key;
+        c.sni = sni;
+        c.want_tls = tls;
         self.conns.insert(conn, c);
         self.timers.set(Timer::ConnectTimeout(conn), deadline);
         self.actions.push_back(action);
@@ -847,16 +965,19 @@ impl Engine {
 
     /// The transport under `conn` is up: start the protocol on it.
     fn transport_ready(&mut self, now: Instant, conn: ConnId) {
-        let Some(c) = self.conns.get(&conn) else {
+        let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
+        c.ready = true;
         let Some(sid) = c.stream else {
             return;
         };
-        match c.proto {
-            Proto::Raw(_) => self.emit_state(sid, StreamState::Connected, 0),
-            Proto::H1Client(_) => self.h1c_start(now, conn),
-            Proto::H1Server(_) => {}
+        let reported = self.streams.get(&sid).is_some_and(|s| s.connected_reported);
+        match self.conns.get(&conn).map(|c| &c.proto) {
+            Some(Proto::Raw(_)) if !reported => self.emit_state(sid, StreamState::Connected, 0),
+            Some(Proto::Raw(_)) | None => {}
+            Some(Proto::H1Client(_)) => self.h1c_start(now, conn),
+            Some(Proto::H1Server(_)) => {}
         }
         self.service_tx();
     }
@@ -880,8 +1001,29 @@ impl Engine {
         }
     }
 
-    /// Hand bytes for the wire to the adapter.
+    /// Send protocol bytes: through TLS when the connection has it.
     fn transmit(&mut self, conn: ConnId, data: Vec<u8>) {
+        if data.is_empty() {
+            return;
+        }
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        match c.tls.as_mut() {
+            Some(session) => {
+                let mut wire = Vec::new();
+                // ok: an error here only follows a failed session, whose
+                // failure was already reported by the input that caused it;
+                // writes before the handshake are not offered (`ready`).
+                let _ = session.write(&data, &mut wire);
+                self.transmit_wire(conn, wire);
+            }
+            None => self.transmit_wire(conn, data),
+        }
+    }
+
+    /// Hand bytes for the wire to the adapter.
+    fn transmit_wire(&mut self, conn: ConnId, data: Vec<u8>) {
         if data.is_empty() {
             return;
         }
@@ -891,10 +1033,86 @@ impl Engine {
         }
     }
 
-    /// Ask the adapter to close `conn` unless the peer already did.
+    /// Ask the adapter to close `conn` unless the peer already did (after a
+    /// TLS close_notify when there is a session).
     fn close_conn(&mut self, conn: ConnId) {
-        if self.conns.get(&conn).is_some_and(|c| !c.peer_closed) {
-            self.actions.push_back(Action::Close { conn });
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.peer_closed {
+            return;
+        }
+        if let Some(session) = c.tls.as_mut() {
+            let mut wire = Vec::new();
+            session.close(&mut wire);
+            self.transmit_wire(conn, wire);
+        }
+        self.actions.push_back(Action::Close { conn });
+    }
+
+    /// Wrap a freshly connected client transport in TLS and send the hello.
+    fn start_client_tls(&mut self, now: Instant, conn: ConnId) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        let Some(st) = c
+            .stream
+            .and_then(|s| self.streams.get(&s))
+            .map(|s| s.st.clone())
+        else {
+            return;
+        };
+        let made = self
+            .tls
+            .client_config(&self.policy, &st, alpn_for(&st))
+            .and_then(|cfg| TlsSession::client(cfg, &c.sni));
+        let mut session = match made {
+            Ok(s) => s,
+            Err(e) => return self.tls_failed(now, conn, e.to_string()),
+        };
+        let mut wire = Vec::new();
+        let res = session.start(&mut wire);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.tls = Some(session);
+        }
+        self.transmit_wire(conn, wire);
+        if let Err(e) = res {
+            self.tls_failed(now, conn, e.to_string());
+        }
+    }
+
+    /// The TLS handshake completed: the protocol can start.
+    fn handshake_done(&mut self, now: Instant, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.deadline = None;
+        self.timers.cancel(Timer::ConnectTimeout(conn));
+        self.transport_ready(now, conn);
+    }
+
+    /// TLS failed on `conn`: before the handshake completed it is a failed
+    /// attempt (UNREACHABLE and backoff), after it a protocol failure.
+    fn tls_failed(&mut self, now: Instant, conn: ConnId, reason: String) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        let ready = c.ready;
+        let client = matches!(c.proto, Proto::H1Client(_) | Proto::Raw(_))
+            && c.stream
+                .is_some_and(|s| self.streams.get(&s).is_some_and(|s| s.role == Role::Client));
+        match (ready, client) {
+            (false, true) => {
+                if let Some(sid) = c.stream {
+                    self.emit_error(sid, reason);
+                }
+                self.close_conn(conn);
+                self.connect_failed(now, conn);
+            }
+            (true, true) if matches!(c.proto, Proto::H1Client(_)) => {
+                self.h1c_fail(now, conn, reason)
+            }
+            _ => self.protocol_failed(now, conn, reason),
         }
     }
 
@@ -1032,6 +1250,7 @@ impl Engine {
             }
             let room = s.conn.and_then(|c| self.conns.get(&c)).is_some_and(|c| {
                 c.phase == Phase::Open
+                    && c.ready
                     && c.unsent < self.config.tx_high_water
                     && proto_wants_tx(&c.proto)
             });
@@ -1060,6 +1279,10 @@ impl Conn {
             reused: false,
             rx_any: false,
             peer_closed: false,
+            tls: None,
+            sni: String::new(),
+            want_tls: false,
+            ready: false,
         }
     }
 }
@@ -1161,6 +1384,15 @@ fn proto_for(st: &StreamType, accepted: bool, config: &EngineConfig) -> Proto {
         (Protocol::H1, true) => Proto::H1Server(Box::new(http::ServerConn::new(config))),
         // Protocols not built yet run raw until they land.
         _ => Proto::Raw(proto::raw::Raw::default()),
+    }
+}
+
+/// The ALPN protocols a streamtype offers or accepts over TLS.
+fn alpn_for(st: &StreamType) -> &'static [&'static [u8]] {
+    match st.protocol {
+        Protocol::H1 | Protocol::Ws => &[b"http/1.1"],
+        Protocol::H2 => &[b"h2"],
+        Protocol::Raw | Protocol::Mqtt => &[],
     }
 }
 

@@ -216,6 +216,9 @@ pub struct EngineConfig {
     pub max_redirects: u8,
     /// HTTP/1 header size and count limits.
     pub http_limits: crate::proto::h1::Limits,
+    /// The rustls crypto provider; `None` takes ring's default. The
+    /// simulation passes a seeded one so TLS runs replay.
+    pub tls_provider: Option<std::sync::Arc<crate::proto::tls::rustls::crypto::CryptoProvider>>,
 }
 
 impl Default for EngineConfig {
@@ -232,6 +235,7 @@ impl Default for EngineConfig {
             max_idle_per_target: 4,
             max_redirects: 5,
             http_limits: crate::proto::h1::Limits::default(),
+            tls_provider: None,
         }
     }
 }

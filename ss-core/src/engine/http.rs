@@ -482,6 +482,8 @@ impl Engine {
         // Response headers named by metadata set it before any rx.
         let max = self.config.max_metadata_len;
         if let Some(s) = self.streams.get_mut(&sid) {
+            // A usable response: the connection counts as a success.
+            s.tries = 0;
             for (i, decl) in st.metadata.iter().enumerate() {
                 let Some(h) = &decl.header else { continue };
                 if let Some(v) = h1::header(&headers, header_name(h)) {

@@ -560,8 +560,9 @@ impl Engine {
             self.timers.cancel(Timer::ConnectTimeout(conn));
         }
         if let Some(s) = sid.and_then(|sid| self.streams.get_mut(&sid)) {
+            // The retry count is reset once the protocol proves the
+            // connection usable (transport_ready, or an HTTP response).
             s.seq = Seq::Connected;
-            s.tries = 0;
             let attr = s.st.attr;
             let tos = tos_bits(&attr);
             if tos != 0 || attr.priority != 0 {
@@ -906,7 +907,6 @@ impl Engine {
             if let Some(s) = self.streams.get_mut(&id) {
                 s.conn = Some(conn);
                 s.seq = Seq::Connected;
-                s.tries = 0;
             }
             self.transport_ready(now, conn);
             return;
@@ -974,7 +974,12 @@ impl Engine {
         };
         let reported = self.streams.get(&sid).is_some_and(|s| s.connected_reported);
         match self.conns.get(&conn).map(|c| &c.proto) {
-            Some(Proto::Raw(_)) if !reported => self.emit_state(sid, StreamState::Connected, 0),
+            Some(Proto::Raw(_)) if !reported => {
+                if let Some(s) = self.streams.get_mut(&sid) {
+                    s.tries = 0;
+                }
+                self.emit_state(sid, StreamState::Connected, 0)
+            }
             Some(Proto::Raw(_)) | None => {}
             Some(Proto::H1Client(_)) => self.h1c_start(now, conn),
             Some(Proto::H1Server(_)) => {}

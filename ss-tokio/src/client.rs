@@ -106,8 +106,18 @@ impl Client {
     /// # Panics
     /// When called outside a tokio runtime.
     pub fn start(policy: Policy, config: EngineConfig) -> Client {
+        Self::start_with(Engine::new(policy, config))
+    }
+
+    /// Start the event loop around an engine the caller built, e.g. one
+    /// given system blobs first ([`Engine::set_system_blob`]: auth tokens,
+    /// device serial) or an overlay.
+    ///
+    /// # Panics
+    /// When called outside a tokio runtime.
+    pub fn start_with(engine: Engine) -> Client {
         let (cmd, rx) = mpsc::channel(COMMAND_CAPACITY);
-        tokio::spawn(run(Engine::new(policy, config), rx));
+        tokio::spawn(run(engine, rx));
         Client { cmd }
     }
 

@@ -83,15 +83,6 @@ impl Txn {
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.body()).into_owned()
     }
-
-    /// Payloads carrying data (multipart markers are empty payloads).
-    fn data_flags(&self) -> Vec<Flags> {
-        self.rx
-            .iter()
-            .filter(|(d, _)| !d.is_empty())
-            .map(|(_, f)| *f)
-            .collect()
-    }
 }
 
 /// Collect states and payload until a state in `until` arrives (then take

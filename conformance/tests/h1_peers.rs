@@ -795,6 +795,68 @@ async fn edge_503_exhausts_the_retry_policy() {
     assert!(t.body().is_empty());
 }
 
+/// A scripted loopback server: answers its first request with 503 and
+/// `Retry-After: 1` (closing), every later one with 200 "ok". Returns its
+/// port and the request count.
+fn busy_then_ok_server() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let n = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = n.clone();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { return };
+            let _ = c.set_read_timeout(Some(WAIT));
+            let mut head = Vec::new();
+            let mut b = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match c.read(&mut b) {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => head.extend_from_slice(&b[..k]),
+                }
+            }
+            if head.is_empty() {
+                continue;
+            }
+            let resp: &[u8] = if count.fetch_add(1, Ordering::SeqCst) == 0 {
+                b"HTTP/1.1 503 Busy\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            } else {
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+            };
+            let _ = c.write_all(resp);
+        }
+    });
+    (port, n)
+}
+
+/// 503 with Retry-After: the attempt is concealed (no UNREACHABLE, no
+/// CONNECTED), the stream comes back by itself and the next answer succeeds.
+#[tokio::test]
+async fn retry_after_503_then_success() {
+    let (port, requests) = busy_then_ok_server();
+    let client = Client::start(
+        client_policy(port, &[("busy", r#""http_url": "/busy""#)]),
+        config(),
+    );
+    let mut s = client.create("busy").await.unwrap();
+    let t = get(&mut s).await;
+    assert_eq!(
+        t.states,
+        [
+            Creating,
+            Connecting,
+            Poll,
+            Connecting,
+            Connected,
+            QosAckRemote,
+            Disconnected
+        ]
+    );
+    assert_eq!(t.text(), "ok");
+    assert_eq!(requests.load(Ordering::SeqCst), 2);
+}
+
 // ----- their clients against our server -------------------------------------
 
 const SERVER_POLICY: &str = r#"{"s": [{"srv": {"server": true, "protocol": "h1",

@@ -12,6 +12,8 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin
 need=()
 have cc || need+=(gcc)
 have openssl || need+=(openssl)
+# curl is a third-party HTTP/1.1 client for our h1 server (conformance/tests/h1_peers.rs).
+have curl || need+=(curl)
 # The tests run the system python3 (stdlib only); /usr/bin/python3 is enough.
 [ -x /usr/bin/python3 ] || have python3 || need+=(python3)
 nginx_pkg=""

@@ -109,8 +109,9 @@ impl Client {
         Self::start_with(Engine::new(policy, config))
     }
 
-    /// Start the event loop on an engine the caller prepared (system blobs,
-    /// client certificates, roots...).
+    /// Start the event loop around an engine the caller built, e.g. one
+    /// given system blobs first ([`Engine::set_system_blob`]: auth tokens,
+    /// device serial) or an overlay.
     ///
     /// # Panics
     /// When called outside a tokio runtime.

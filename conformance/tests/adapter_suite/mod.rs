@@ -403,6 +403,282 @@ pub fn unix_socket_endpoint<D: Driver>() {
     }
 }
 
+/// The HTTP/1.1 scenario's policy: an h1 server stream and two h1 clients
+/// (GET /hello, POST /echo) of it; the clients' port is set once it listens.
+const H1_POLICY: &str = r#"{
+  "retry": [{"suite": {"backoff": [100], "conceal": 1, "jitterpc": 0}}],
+  "s": [
+    {"h1srv": {"server": true, "protocol": "h1", "endpoint": "127.0.0.1", "port": 0,
+               "metadata": [{"mime": "content-type:"}, {"method": ""}, {"path": ""}]}},
+    {"h1get": {"protocol": "h1", "endpoint": "127.0.0.1", "port": 0, "retry": "suite",
+               "http_url": "/hello", "metadata": [{"mime": "content-type:"}]}},
+    {"h1post": {"protocol": "h1", "endpoint": "127.0.0.1", "port": 0, "retry": "suite",
+                "http_method": "POST", "http_url": "/echo",
+                "metadata": [{"mime": "content-type:"}]}}
+  ]
+}"#;
+
+/// Body of the h1 server's `GET` answers.
+const H1_HELLO: &[u8] = b"hello over h1\n";
+
+/// One accepted h1 connection: answers GET with [`H1_HELLO`] and POST with
+/// its request body, recording "METHOD path" of each request.
+struct H1Server {
+    log: Rc<RefCell<Vec<String>>>,
+    body_in: Vec<u8>,
+    out: Vec<u8>,
+    off: usize,
+}
+
+impl H1Server {
+    fn respond(&mut self, ctx: &mut StreamCtx<'_>, echo: bool) {
+        let (mime, out): (&[u8], Vec<u8>) = if echo {
+            (b"application/x-echo", std::mem::take(&mut self.body_in))
+        } else {
+            (b"text/plain", H1_HELLO.to_vec())
+        };
+        ctx.server_ack(0).unwrap();
+        ctx.set_metadata("mime", mime).unwrap();
+        self.out = out;
+        self.off = 0;
+        ctx.request_tx_len(self.out.len() as u64).unwrap();
+    }
+}
+
+fn meta(ctx: &StreamCtx<'_>, name: &str) -> String {
+    let v = ctx.get_metadata(name).ok().flatten().unwrap_or_default();
+    String::from_utf8_lossy(v).into_owned()
+}
+
+impl Handler for H1Server {
+    fn state(&mut self, ctx: &mut StreamCtx<'_>, state: StreamState, _ack: u32) -> SsRet {
+        if state == StreamState::ServerTxn {
+            let method = meta(ctx, "method");
+            self.log
+                .borrow_mut()
+                .push(format!("{method} {}", meta(ctx, "path")));
+            self.body_in.clear();
+            if method != "POST" {
+                self.respond(ctx, false);
+            }
+        }
+        SsRet::Ok
+    }
+
+    fn rx(&mut self, ctx: &mut StreamCtx<'_>, data: &[u8], flags: Flags) -> SsRet {
+        self.body_in.extend_from_slice(data);
+        if flags.contains(Flags::EOM) {
+            self.respond(ctx, true);
+        }
+        SsRet::Ok
+    }
+
+    fn tx(
+        &mut self,
+        ctx: &mut StreamCtx<'_>,
+        buf: &mut Vec<u8>,
+        budget: usize,
+        flags: &mut Flags,
+    ) -> SsRet {
+        write_piece(ctx, &self.out, &mut self.off, buf, budget, flags)
+    }
+}
+
+/// Write the next budget-sized piece of `out` from `*off`, SOM on the first
+/// and EOM on the last, asking for more while some is left.
+fn write_piece(
+    ctx: &mut StreamCtx<'_>,
+    out: &[u8],
+    off: &mut usize,
+    buf: &mut Vec<u8>,
+    budget: usize,
+    flags: &mut Flags,
+) -> SsRet {
+    if *off >= out.len() && !out.is_empty() {
+        return SsRet::TxDontSend;
+    }
+    let n = budget.max(1).min(out.len() - *off);
+    if *off == 0 {
+        *flags |= Flags::SOM;
+    }
+    buf.extend_from_slice(&out[*off..*off + n]);
+    *off += n;
+    if *off == out.len() {
+        *flags |= Flags::EOM;
+    } else {
+        let _ = ctx.request_tx();
+    }
+    SsRet::Ok
+}
+
+/// An h1 client stream: records states and payload, sends `body` as the
+/// request body when asked.
+struct H1Client {
+    seen: Shared,
+    body: Vec<u8>,
+    off: usize,
+}
+
+impl Handler for H1Client {
+    fn rx(&mut self, _ctx: &mut StreamCtx<'_>, data: &[u8], _flags: Flags) -> SsRet {
+        self.seen.borrow_mut().rx.extend_from_slice(data);
+        SsRet::Ok
+    }
+
+    fn tx(
+        &mut self,
+        ctx: &mut StreamCtx<'_>,
+        buf: &mut Vec<u8>,
+        budget: usize,
+        flags: &mut Flags,
+    ) -> SsRet {
+        if self.body.is_empty() {
+            return SsRet::TxDontSend;
+        }
+        write_piece(ctx, &self.body, &mut self.off, buf, budget, flags)
+    }
+
+    fn state(&mut self, _ctx: &mut StreamCtx<'_>, state: StreamState, _ack: u32) -> SsRet {
+        self.seen.borrow_mut().states.push(state);
+        SsRet::Ok
+    }
+}
+
+/// Run one h1 client transaction on `streamtype` (a POST of `body` if it is
+/// not empty) to its end; returns what the client saw and its `mime`.
+fn h1_txn<D: Driver>(d: &mut D, streamtype: &str, body: &[u8]) -> (Seen, Option<Vec<u8>>) {
+    let seen = Shared::default();
+    let now = d.now();
+    let id = d
+        .host()
+        .create(
+            now,
+            streamtype,
+            Box::new(H1Client {
+                seen: seen.clone(),
+                body: body.to_vec(),
+                off: 0,
+            }),
+        )
+        .expect("create h1 client stream");
+    let now = d.now();
+    if body.is_empty() {
+        d.host().engine.client_connect(now, id).unwrap();
+    } else {
+        d.host()
+            .engine
+            .request_tx_len(now, id, body.len() as u64)
+            .unwrap();
+    }
+    let s = seen.clone();
+    let ok = d.run_until(WAIT, &mut |_| {
+        s.borrow().states.iter().any(|st| {
+            matches!(
+                st,
+                StreamState::Disconnected | StreamState::AllRetriesFailed
+            )
+        })
+    });
+    assert!(
+        ok,
+        "[{}] {streamtype}: no end of transaction; states {:?}",
+        D::NAME,
+        seen.borrow().states
+    );
+    let mime = d
+        .host()
+        .engine
+        .get_metadata(id, "mime")
+        .unwrap()
+        .map(<[u8]>::to_vec);
+    let got = std::mem::take(&mut *seen.borrow_mut());
+    (got, mime)
+}
+
+/// Our HTTP/1.1 server stream and our HTTP/1.1 client streams on one
+/// driver: a GET and a POST echo (larger than one write budget), with the
+/// reference client state sequences, bodies and the Content-Type the server
+/// set from its `mime` metadata.
+pub fn h1_get_and_post_echo<D: Driver>() {
+    let mut d: D = driver(Policy::parse(H1_POLICY).expect("h1 policy"));
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let now = d.now();
+    let l = log.clone();
+    let server = d
+        .host()
+        .create_server(
+            now,
+            "h1srv",
+            Box::new(Listener),
+            Box::new(move |_| {
+                Box::new(H1Server {
+                    log: l.clone(),
+                    body_in: vec![],
+                    out: vec![],
+                    off: 0,
+                })
+            }),
+        )
+        .expect("create h1 server stream");
+    assert!(
+        d.run_until(WAIT, &mut |h| h.listening(server).is_some()),
+        "[{}] h1 server never reported listening",
+        D::NAME
+    );
+    let addr = match d.host().listening(server) {
+        Some(Ok(a)) => a.to_string(),
+        other => panic!("[{}] h1 server could not listen: {other:?}", D::NAME),
+    };
+    let port = port_of(&addr);
+    let mut p = d.host().engine.policy().clone();
+    for st in &mut p.streamtypes {
+        if !st.server {
+            st.port = port;
+        }
+    }
+    d.host().engine.set_policy(p);
+
+    use StreamState::*;
+    let (seen, mime) = h1_txn(&mut d, "h1get", b"");
+    assert_eq!(
+        seen.states,
+        [Creating, Connecting, Connected, QosAckRemote, Disconnected],
+        "[{}] GET",
+        D::NAME
+    );
+    assert_eq!(seen.rx, H1_HELLO, "[{}] GET body", D::NAME);
+    assert_eq!(mime.as_deref(), Some(&b"text/plain"[..]), "[{}]", D::NAME);
+
+    let body: Vec<u8> = (0..150_000u32).map(|i| (i * 11 % 251) as u8).collect();
+    let (seen, mime) = h1_txn(&mut d, "h1post", &body);
+    assert_eq!(
+        seen.states,
+        [
+            Creating,
+            Poll,
+            Connecting,
+            Connected,
+            QosAckRemote,
+            Disconnected
+        ],
+        "[{}] POST",
+        D::NAME
+    );
+    assert!(
+        seen.rx == body,
+        "[{}] POST echo differs ({} bytes back)",
+        D::NAME,
+        seen.rx.len()
+    );
+    assert_eq!(
+        mime.as_deref(),
+        Some(&b"application/x-echo"[..]),
+        "[{}]",
+        D::NAME
+    );
+    assert_eq!(*log.borrow(), ["GET /hello", "POST /echo"], "[{}]", D::NAME);
+}
+
 /// Instantiate the suite for one adapter: `adapter_suite!(tokio, TokioDriver);`.
 macro_rules! adapter_suite {
     ($m:ident, $d:ty) => {
@@ -422,6 +698,10 @@ macro_rules! adapter_suite {
             #[test]
             fn unix_socket_endpoint() {
                 super::adapter_suite::unix_socket_endpoint::<$d>()
+            }
+            #[test]
+            fn h1_get_and_post_echo() {
+                super::adapter_suite::h1_get_and_post_echo::<$d>()
             }
         }
     };

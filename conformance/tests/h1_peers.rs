@@ -293,7 +293,6 @@ async fn nginx_redirect_fails_by_default_and_is_followed_when_allowed() {
 }
 
 #[tokio::test]
-#[ignore = "engine bug: h1 retry count is reset at TCP connect, so HTTP-level failures never exhaust the retry policy"]
 async fn nginx_unfollowed_redirect_exhausts_the_retry_policy() {
     let ngx = Nginx::start(NginxOpts::default());
     let client = Client::start(client_policy(ngx.http_port(), NGX), config());
@@ -554,7 +553,6 @@ async fn edge_redirect_chain_followed_and_loop_fails() {
 }
 
 #[tokio::test]
-#[ignore = "engine bug: h1 retry count is reset at TCP connect, so HTTP-level failures never exhaust the retry policy"]
 async fn edge_redirect_loop_exhausts_the_retry_policy() {
     let edge = PyEdge::start(None);
     let client = edge_client(&edge).await;
@@ -706,7 +704,6 @@ async fn edge_malformed_and_huge_header_fail_cleanly() {
 }
 
 #[tokio::test]
-#[ignore = "engine bug: h1 retry count is reset at TCP connect, so HTTP-level failures never exhaust the retry policy"]
 async fn edge_malformed_exhausts_the_retry_policy() {
     let edge = PyEdge::start(None);
     let client = edge_client(&edge).await;
@@ -773,7 +770,6 @@ async fn edge_503_backs_off_silently_and_retries() {
 }
 
 #[tokio::test]
-#[ignore = "engine bug: h1 retry count is reset at TCP connect, so HTTP-level failures never exhaust the retry policy"]
 async fn edge_503_exhausts_the_retry_policy() {
     let edge = PyEdge::start(None);
     let client = edge_client(&edge).await;

@@ -42,15 +42,18 @@ async fn fetch(s: &mut SsStream) -> (Vec<u8>, Vec<StreamState>) {
         if done {
             break;
         }
-        tokio::select! {
-            st = s.next_state() => states.push(st.expect("stream alive")),
-            rx = s.recv() => {
-                let (d, f) = rx.expect("stream alive");
-                body.extend(d);
-                flags.push(f);
-            }
-            _ = tokio::time::sleep_until(deadline) => panic!("no end in time: {states:?}"),
+        // Both calls borrow the stream: alternate, draining payload first.
+        while let Ok(Some((d, f))) = tokio::time::timeout(Duration::ZERO, s.recv()).await {
+            body.extend(d);
+            flags.push(f);
         }
+        if let Ok(st) = tokio::time::timeout(Duration::from_millis(5), s.next_state()).await {
+            states.push(st.expect("stream alive"));
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no end in time: {states:?}"
+        );
     }
     // Payload queued before the final state.
     while let Ok(Some((d, f))) = tokio::time::timeout(Duration::from_millis(100), s.recv()).await {
@@ -75,9 +78,15 @@ async fn nginx_over_tls_with_the_policy_trust_store() {
     let client = Client::start(p, EngineConfig::default());
     let mut s = client.create("get").await.unwrap();
     let (body, states) = fetch(&mut s).await;
-    assert_eq!(states, [Creating, Connecting, Connected, QosAckRemote, Disconnected]);
+    assert_eq!(
+        states,
+        [Creating, Connecting, Connected, QosAckRemote, Disconnected]
+    );
     assert_eq!(body.len(), conformance::peers::BIG_BIN_LEN);
-    assert!(body == big_bin_content(body.len()), "big.bin content differs");
+    assert!(
+        body == big_bin_content(body.len()),
+        "big.bin content differs"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,7 +102,15 @@ async fn a_trust_store_without_the_issuing_ca_fails() {
     assert!(body.is_empty(), "no payload through an unverified peer");
     assert_eq!(
         states,
-        [Creating, Connecting, Unreachable, Poll, Connecting, Unreachable, AllRetriesFailed]
+        [
+            Creating,
+            Connecting,
+            Unreachable,
+            Poll,
+            Connecting,
+            Unreachable,
+            AllRetriesFailed
+        ]
     );
 }
 
@@ -111,7 +128,10 @@ async fn system_roots_do_not_trust_a_private_ca() {
     let mut s = client.create("get").await.unwrap();
     let (body, states) = fetch(&mut s).await;
     assert!(body.is_empty());
-    assert_eq!(states, [Creating, Connecting, Unreachable, AllRetriesFailed]);
+    assert_eq!(
+        states,
+        [Creating, Connecting, Unreachable, AllRetriesFailed]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,7 +161,12 @@ async fn expired_server_certificate_fails() {
 async fn mutual_tls_client_certificate_from_the_application() {
     let pki = TestPki::new(&["localhost", "127.0.0.1"]);
     let edge = PyEdge::start_mtls(&pki);
-    let p = policy(edge.port(), "/peer-cert", &pki.ca_b64(), r#", "client_cert": 0"#);
+    let p = policy(
+        edge.port(),
+        "/peer-cert",
+        &pki.ca_b64(),
+        r#", "client_cert": 0"#,
+    );
     // Without the client certificate blob: a configuration error, no payload.
     let client = Client::start(p.clone(), EngineConfig::default());
     let mut s = client.create("get").await.unwrap();
@@ -156,7 +181,10 @@ async fn mutual_tls_client_certificate_from_the_application() {
     let client = Client::start_with(engine);
     let mut s = client.create("get").await.unwrap();
     let (body, states) = fetch(&mut s).await;
-    assert_eq!(states, [Creating, Connecting, Connected, QosAckRemote, Disconnected]);
+    assert_eq!(
+        states,
+        [Creating, Connecting, Connected, QosAckRemote, Disconnected]
+    );
     let cn = String::from_utf8(body).unwrap();
     assert!(!cn.trim().is_empty(), "server saw no client certificate");
     drop(edge);
@@ -229,9 +257,17 @@ fn openssl_s_client_against_our_tls_server() {
         .output()
         .expect("curl runs");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    assert!(text.to_ascii_lowercase().contains("content-type: text/plain"), "{text}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("content-type: text/plain"),
+        "{text}"
+    );
     assert!(text.ends_with("hello, tls!\n"), "{text}");
     // openssl verifies our chain against the CA and reports ALPN http/1.1.
     let out = std::process::Command::new("openssl")

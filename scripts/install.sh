@@ -57,5 +57,9 @@ if [ -s /run/nginx.pid ] && kill -0 "$(cat /run/nginx.pid)" 2>/dev/null; then
   "$nginx_bin" -s quit 2>/dev/null || kill "$(cat /run/nginx.pid)" 2>/dev/null || true
 fi
 
-rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+# (Captured first, for the same pipefail reason as above.)
+components=$(rustup component list --installed 2>/dev/null || true)
+if ! grep -q '^clippy' <<<"$components" || ! grep -q '^rustfmt' <<<"$components"; then
+  rustup component add clippy rustfmt
+fi
 echo "install: ok"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The project's test command: formatting, lints, every test in the workspace,
-# and a build check of the fuzz targets.
+# The project's test command: installs the test peers, then formatting, lints,
+# every test in the workspace, and a build check of the fuzz targets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The third-party peers the conformance tests run (idempotent, quick when present).
+bash scripts/install.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace

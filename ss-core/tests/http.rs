@@ -933,3 +933,21 @@ mod https {
         assert_eq!(client_states(&p), [Creating, Poll, Connecting, Unreachable]);
     }
 }
+
+#[test]
+fn no_content_length_sends_chunked_even_with_a_known_length() {
+    let p = POLICY.replace(
+        r#""http_dsn_header": "x-dsn:"}}"#,
+        r#""http_dsn_header": "x-dsn:", "http_no_content_length": true}}"#,
+    );
+    let mut t = Scripted::new();
+    t.e = Engine::new(Policy::parse(&p).unwrap(), EngineConfig::default());
+    t.e.set_system_blob(SystemBlob::Auth(0), b"t").unwrap();
+    t.e.set_system_blob(SystemBlob::DeviceSerial, b"s").unwrap();
+    let s = t.e.create(t.now, "post").unwrap();
+    t.e.request_tx_len(t.now, s, 5).unwrap();
+    t.pump();
+    let head = t.take_sent();
+    assert!(head.contains("Transfer-Encoding: chunked\r\n"), "{head}");
+    assert!(!head.contains("Content-Length"), "{head}");
+}

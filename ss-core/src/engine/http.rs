@@ -295,6 +295,8 @@ impl Engine {
             }
         }
         head.body = match s.tx_len {
+            // `http_no_content_length`: the length is known but not announced.
+            Some(_) if st.http.no_content_length && method_has_body(&method) => BodyMode::Chunked,
             Some(n) if method_has_body(&method) || n > 0 => BodyMode::ContentLength(n),
             _ if body_wanted && method_has_body(&method) => BodyMode::Chunked,
             _ => BodyMode::None,
@@ -909,7 +911,8 @@ impl Engine {
                 ));
             }
         }
-        let tx_len = s.tx_len;
+        // `http_no_content_length`: never announce a length (chunked instead).
+        let tx_len = s.tx_len.filter(|_| !s.st.http.no_content_length);
         let Some(t) = self.conns.get_mut(&conn).and_then(server_of) else {
             return Err(Error::NotConnected(id));
         };

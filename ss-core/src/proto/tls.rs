@@ -109,8 +109,7 @@ fn map_error(e: rustls::Error) -> TlsError {
             TlsError::Verify("peer presented no certificate".into())
         }
         rustls::Error::FailedToGetCurrentTime => TlsError::Verify(
-            "wall clock not set: cannot check certificate validity (call WallClock::set_unix_secs)"
-                .into(),
+            "wall clock not set: cannot check certificate validity (Engine::set_unix_time)".into(),
         ),
         rustls::Error::AlertReceived(a) => TlsError::Protocol(format!("peer sent alert {a:?}")),
         other => TlsError::Protocol(other.to_string()),

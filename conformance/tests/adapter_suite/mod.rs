@@ -600,7 +600,45 @@ fn h1_txn<D: Driver>(d: &mut D, streamtype: &str, body: &[u8]) -> (Seen, Option<
 /// reference client state sequences, bodies and the Content-Type the server
 /// set from its `mime` metadata.
 pub fn h1_get_and_post_echo<D: Driver>() {
-    let mut d: D = driver(Policy::parse(H1_POLICY).expect("h1 policy"));
+    h1_echo_with::<D>(Policy::parse(H1_POLICY).expect("h1 policy"));
+}
+
+/// The same over TLS: the server presents a leaf from a throwaway CA named
+/// in the policy, the clients trust that CA through a policy trust store
+/// (the adapters give the engine the wall clock for the certificate checks).
+pub fn https_get_and_post_echo<D: Driver>() {
+    use conformance::peers::TestPki;
+    use ss_core::policy::{Cert, TrustStore};
+    let pki = TestPki::new(&["127.0.0.1"]);
+    let leaf = pki.server();
+    let mut p = Policy::parse(H1_POLICY).expect("h1 policy");
+    let cert = |name: &str, der: &[u8]| Cert {
+        name: name.into(),
+        der: der.to_vec(),
+    };
+    p.certs = vec![
+        cert("ca", &pki.ca_der),
+        cert("leaf", &leaf.der),
+        cert("leaf_key", &leaf.key_der),
+    ];
+    p.trust_stores = vec![TrustStore {
+        name: "ts".into(),
+        stack: vec!["ca".into()],
+    }];
+    for st in &mut p.streamtypes {
+        st.tls = true;
+        if st.server {
+            st.server_cert = Some("leaf".into());
+            st.server_key = Some("leaf_key".into());
+        } else {
+            st.tls_trust_store = Some("ts".into());
+        }
+    }
+    h1_echo_with::<D>(p);
+}
+
+fn h1_echo_with<D: Driver>(policy: Policy) {
+    let mut d: D = driver(policy);
     let log = Rc::new(RefCell::new(Vec::new()));
     let now = d.now();
     let l = log.clone();
@@ -702,6 +740,10 @@ macro_rules! adapter_suite {
             #[test]
             fn h1_get_and_post_echo() {
                 super::adapter_suite::h1_get_and_post_echo::<$d>()
+            }
+            #[test]
+            fn https_get_and_post_echo() {
+                super::adapter_suite::https_get_and_post_echo::<$d>()
             }
         }
     };

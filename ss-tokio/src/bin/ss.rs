@@ -6,7 +6,7 @@
 //! ss get STREAMTYPE --policy FILE [--timeout SECS] [--send TEXT]
 //! ```
 
-use ss_core::policy::Policy;
+use ss_core::policy::{Policy, Protocol};
 use ss_core::{
     Engine, EngineConfig, Flags, Handler, Host, SsRet, StreamCtx, StreamId, StreamState,
 };
@@ -83,7 +83,10 @@ fn policy_check(file: &str) -> ExitCode {
 // ----- demo --------------------------------------------------------------
 
 /// The demo's policy: an uppercase echo server on 127.0.0.1 (port 0: the OS
-/// picks one) and a client for it, whose port is filled in once the server listens.
+/// picks one) and a client for it, then an HTTPS server and client: the server
+/// presents a leaf of a demo CA (both valid until 2126) and the client trusts
+/// that CA through the policy's trust store. Client ports are filled in once
+/// the servers listen.
 const DEMO_POLICY: &str = r#"{
   "release": "ss-demo-1",
   "product": "ss-demo",
@@ -91,11 +94,25 @@ const DEMO_POLICY: &str = r#"{
   "retry": [
     { "demo": { "backoff": [100, 200, 400], "conceal": 5, "jitterpc": 20 } }
   ],
+  "certs": [
+    { "demo_ca": "MIIBkTCCATegAwIBAgIUEWguBju6mfL0BriCRyRHJSQM8TEwCgYIKoZIzj0EAwIwFTETMBEGA1UEAwwKc3MgZGVtbyBDQTAgFw0yNjExMjMwMTU1NDVaGA8yMTI2MTAzMDAxNTU0NVowFTETMBEGA1UEAwwKc3MgZGVtbyBDQTBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABKUntFL+7Y/ehNDG6dagUXoerDbLKxoKFAHO2zwUHh/kUwm01Lcfk8oAIGLQSxYx64/NPjfB8eqy/q8Lz6LrYzejYzBhMB0GA1UdDgQWBBSuHbokwRlVYPwNZI6pysyWjVwP0jAfBgNVHSMEGDAWgBSuHbokwRlVYPwNZI6pysyWjVwP0jAPBgNVHRMBAf8EBTADAQH/MA4GA1UdDwEB/wQEAwIBBjAKBggqhkjOPQQDAgNIADBFAiEAqTbQOaUdGga/b4gWhQAysWez2ctVaJAGs/H+awmnIYkCIAf4WjyKLHQ6+Fx5MRAtf1BPJWJVQg0eXel8G3uvKxyq" },
+    { "demo_leaf": "MIIBuTCCAWCgAwIBAgIULuDUwcU52ja9KxsedGNXi/GqL08wCgYIKoZIzj0EAwIwFTETMBEGA1UEAwwKc3MgZGVtbyBDQTAgFw0yNjExMjMwMTU1NDVaGA8yMTI2MTAyOTAxNTU0NVowFDESMBAGA1UEAwwJMTI3LjAuMC4xMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEO3h9tmg3hCdJrJ5h+LneZFdWLzOwopnrKcz9CjY8uozlIdV7njCeb7w+Yz6miz3sR9JaLbT5UffCcwvU8lbb7KOBjDCBiTAaBgNVHREEEzARhwR/AAABgglsb2NhbGhvc3QwCQYDVR0TBAIwADALBgNVHQ8EBAMCB4AwEwYDVR0lBAwwCgYIKwYBBQUHAwEwHQYDVR0OBBYEFJrc+ojBcZYcjJ3/YiZRgc4Bw3MLMB8GA1UdIwQYMBaAFK4duiTBGVVg/A1kjqnKzJaNXA/SMAoGCCqGSM49BAMCA0cAMEQCIFCDdkHJrd29RBhPm5sb2sEIjgVKohaFxVOL5456ZQtoAiAa7TPsvC9GR5RLL3VpYTvetjmJbNHD5sOewTcNWHOh+A==" },
+    { "demo_leaf_key": "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgI+zpaKu/xQ2+/tZVgKccI6mMC7lg/OHAt9xxZFzmlnuhRANCAAQ7eH22aDeEJ0msnmH4ud5kV1YvM7CimespzP0KNjy6jOUh1XueMJ5vvD5jPqaLPexH0lottPlR98JzC9TyVtvs" }
+  ],
+  "trust_stores": [{ "name": "demo_trust", "stack": ["demo_ca"] }],
   "s": [
     { "upper_server": {
         "server": true, "endpoint": "127.0.0.1", "port": 0, "protocol": "raw" } },
     { "upper_client": {
-        "endpoint": "127.0.0.1", "port": 0, "protocol": "raw", "retry": "demo" } }
+        "endpoint": "127.0.0.1", "port": 0, "protocol": "raw", "retry": "demo" } },
+    { "hello_server": {
+        "server": true, "endpoint": "127.0.0.1", "port": 0, "protocol": "h1",
+        "tls": true, "server_cert": "demo_leaf", "server_key": "demo_leaf_key",
+        "metadata": [{ "mime": "content-type:" }, { "path": "" }] } },
+    { "hello_client": {
+        "endpoint": "127.0.0.1", "port": 0, "protocol": "h1", "tls": true,
+        "tls_trust_store": "demo_trust", "http_method": "GET", "http_url": "/hello",
+        "retry": "demo", "metadata": [{ "mime": "content-type:" }] } }
   ]
 }"#;
 
@@ -203,6 +220,129 @@ impl Handler for UpperEcho {
 struct Quiet;
 impl Handler for Quiet {}
 
+/// The HTTPS answer the demo server gives.
+const HELLO_BODY: &str = "hello over https, from a Secure Streams server\n";
+
+/// An accepted HTTPS connection: answers each request with [`HELLO_BODY`].
+struct HelloServer;
+
+impl Handler for HelloServer {
+    fn state(&mut self, ctx: &mut StreamCtx<'_>, state: StreamState, _ack: u32) -> SsRet {
+        if state == StreamState::ServerTxn {
+            let path = ctx
+                .get_metadata("path")
+                .ok()
+                .flatten()
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .unwrap_or_default();
+            println!(
+                "https server: {} for {path}, answering 200",
+                state.lws_name()
+            );
+            let _ = ctx.server_ack(0);
+            let _ = ctx.set_metadata("mime", b"text/plain");
+            let _ = ctx.request_tx_len(HELLO_BODY.len() as u64);
+        }
+        SsRet::Ok
+    }
+
+    fn tx(&mut self, _: &mut StreamCtx<'_>, buf: &mut Vec<u8>, _: usize, f: &mut Flags) -> SsRet {
+        buf.extend_from_slice(HELLO_BODY.as_bytes());
+        *f = Flags::SOM | Flags::EOM;
+        SsRet::Ok
+    }
+}
+
+/// The HTTPS client: prints its states, the response metadata and body.
+struct HelloClient(Rc<RefCell<Option<bool>>>);
+
+impl Handler for HelloClient {
+    fn state(&mut self, ctx: &mut StreamCtx<'_>, state: StreamState, _ack: u32) -> SsRet {
+        println!(
+            "https client: state {} ({})",
+            state.lws_name(),
+            state.ordinal()
+        );
+        match state {
+            StreamState::Connected => {
+                if let Ok(Some(mime)) = ctx.get_metadata("mime") {
+                    println!(
+                        "https client: content-type {:?}",
+                        String::from_utf8_lossy(mime)
+                    );
+                }
+            }
+            StreamState::QosAckRemote => *self.0.borrow_mut() = Some(true),
+            StreamState::QosNackRemote | StreamState::AllRetriesFailed => {
+                *self.0.borrow_mut() = Some(false)
+            }
+            _ => {}
+        }
+        SsRet::Ok
+    }
+
+    fn rx(&mut self, _: &mut StreamCtx<'_>, data: &[u8], _flags: Flags) -> SsRet {
+        println!("https client: received {:?}", String::from_utf8_lossy(data));
+        SsRet::Ok
+    }
+}
+
+/// The HTTPS part of the demo: a TLS HTTP/1.1 server stream and one GET.
+fn demo_https(rt: &mut Runtime) -> Result<(), String> {
+    let now = rt.now();
+    let server = rt
+        .host()
+        .create_server(
+            now,
+            "hello_server",
+            Box::new(Quiet),
+            Box::new(|_| Box::new(HelloServer)),
+        )
+        .map_err(|e| format!("cannot create the https server stream: {e}"))?;
+    rt.run_until(Duration::from_secs(2), &mut |h| {
+        h.listening(server).is_some()
+    });
+    let addr = match rt.host().listening(server) {
+        Some(Ok(addr)) => addr.to_string(),
+        Some(Err(e)) => return Err(format!("https server could not listen: {e}")),
+        None => return Err("https server did not start listening".into()),
+    };
+    println!("https server: listening on {addr}");
+    let port = addr
+        .parse::<std::net::SocketAddr>()
+        .map_err(|e| format!("bad server address: {e}"))?
+        .port();
+    let mut p = rt.host().engine.policy().clone();
+    if let Some(st) = p.streamtypes.iter_mut().find(|s| s.name == "hello_client") {
+        st.port = port;
+    }
+    rt.host().engine.set_policy(p);
+    let verdict = Rc::new(RefCell::new(None));
+    let now = rt.now();
+    let client = rt
+        .host()
+        .create(now, "hello_client", Box::new(HelloClient(verdict.clone())))
+        .map_err(|e| format!("cannot create the https client stream: {e}"))?;
+    rt.host()
+        .engine
+        .client_connect(now, client)
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    let v = verdict.clone();
+    rt.run_until(Duration::from_secs(3), &mut |_| v.borrow().is_some());
+    let now = rt.now();
+    let _ = rt.host().engine.destroy(now, client);
+    let _ = rt.host().engine.destroy(now, server);
+    rt.run_until(Duration::from_millis(500), &mut |h| {
+        !h.has_stream(client) && !h.has_stream(server)
+    });
+    let ok = *verdict.borrow();
+    match ok {
+        Some(true) => Ok(()),
+        Some(false) => Err("the https transaction failed".into()),
+        None => Err("the https transaction did not complete in 3 s".into()),
+    }
+}
+
 fn demo() -> ExitCode {
     println!("ss demo: an uppercase echo server and a client, both Secure Streams, on 127.0.0.1");
     let policy = match Policy::parse(DEMO_POLICY) {
@@ -268,8 +408,15 @@ fn demo() -> ExitCode {
     if !ok {
         return fail("the echo did not complete in 2 s");
     }
+    println!();
     println!(
-        "done: {} messages echoed in {} ms",
+        "ss demo: an HTTPS GET between two Secure Streams, verified by the policy's trust store"
+    );
+    if let Err(e) = demo_https(&mut rt) {
+        return fail(&e);
+    }
+    println!(
+        "done: {} messages echoed and one https transaction in {} ms",
         DEMO_MESSAGES.len(),
         t0.elapsed().as_millis()
     );
@@ -332,7 +479,11 @@ impl GetArgs {
 #[derive(Default)]
 struct GetState {
     send: Option<Vec<u8>>,
+    /// Bytes of `send` already written (SOM goes on the first write).
+    sent: usize,
     got_data: bool,
+    /// HTTP: the transaction's verdict (QOS_ACK_REMOTE or QOS_NACK_REMOTE).
+    acked: Option<bool>,
     /// Set when the stream is finished: Ok on a clean close after data.
     outcome: Option<Result<(), String>>,
 }
@@ -345,6 +496,15 @@ impl Handler for GetClient {
         match state {
             StreamState::Connected if st.send.is_some() => {
                 let _ = ctx.request_tx();
+            }
+            StreamState::QosAckRemote => st.acked = Some(true),
+            StreamState::QosNackRemote => st.acked = Some(false),
+            // An HTTP transaction ends with its verdict, body or not.
+            StreamState::Disconnected if st.acked == Some(true) => st.outcome = Some(Ok(())),
+            StreamState::Disconnected if st.acked == Some(false) => {
+                st.outcome = Some(Err(
+                    "the server refused the request (QOS_NACK_REMOTE)".into()
+                ))
             }
             StreamState::Disconnected if st.got_data => st.outcome = Some(Ok(())),
             StreamState::Disconnected => {
@@ -371,8 +531,14 @@ impl Handler for GetClient {
         };
         let n = budget.max(1).min(data.len());
         buf.extend(data.drain(..n));
-        *flags = Flags::SOM | Flags::EOM;
-        if data.is_empty() {
+        let first = st.sent == 0;
+        st.sent += n;
+        *flags = Flags::NONE;
+        if first {
+            *flags |= Flags::SOM;
+        }
+        if st.send.as_ref().is_some_and(Vec::is_empty) {
+            *flags |= Flags::EOM;
             st.send = None;
         } else {
             let _ = ctx.request_tx();
@@ -428,6 +594,22 @@ fn run_get(policy: Policy, a: &GetArgs) -> Result<(), String> {
         .engine
         .client_connect(now, id)
         .map_err(|e| format!("cannot connect: {e}"))?;
+    // HTTP sends its body while connecting: announce it before the request goes out.
+    let http = matches!(
+        rt.host()
+            .engine
+            .policy()
+            .streamtype(&a.streamtype)
+            .map(|st| st.protocol),
+        Some(Protocol::H1 | Protocol::H2)
+    );
+    let len = state.borrow().send.as_ref().map(|d| d.len() as u64);
+    if let (true, Some(len)) = (http, len) {
+        rt.host()
+            .engine
+            .request_tx_len(now, id, len)
+            .map_err(|e| format!("cannot send: {e}"))?;
+    }
     let s = state.clone();
     let finished = rt.run_until(a.timeout, &mut |h| {
         s.borrow().outcome.is_some() || !h.has_stream(id)
@@ -522,5 +704,64 @@ mod tests {
         assert!(run_get(get_policy(port), &a)
             .unwrap_err()
             .contains("server"));
+    }
+
+    /// A scripted HTTP/1.1 server answering one request with `response`;
+    /// returns its port and the request it read.
+    fn one_http_response(response: &'static [u8]) -> (u16, std::thread::JoinHandle<String>) {
+        use std::io::Read;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let t = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut req = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Read the head and a short body (the tests send at most a few bytes).
+            while !String::from_utf8_lossy(&req).contains("\r\n\r\n") {
+                let n = s.read(&mut buf).unwrap();
+                req.extend_from_slice(&buf[..n]);
+            }
+            s.write_all(response).unwrap();
+            String::from_utf8_lossy(&req).into_owned()
+        });
+        (port, t)
+    }
+
+    fn http_policy(port: u16, method: &str) -> Policy {
+        let json = format!(
+            r#"{{"s": [{{"web": {{"endpoint": "127.0.0.1", "port": {port}, "protocol": "h1",
+                "http_method": "{method}", "http_url": "/x", "opportunistic": true}}}}]}}"#
+        );
+        Policy::parse(&json).unwrap()
+    }
+
+    fn http_args(send: Option<&str>) -> GetArgs {
+        GetArgs {
+            streamtype: "web".into(),
+            ..get_args(send)
+        }
+    }
+
+    #[test]
+    fn get_over_http_ends_with_the_transaction() {
+        let (port, t) = one_http_response(b"HTTP/1.1 204 No Content\r\n\r\n");
+        assert_eq!(run_get(http_policy(port, "GET"), &http_args(None)), Ok(()));
+        assert!(t.join().unwrap().starts_with("GET /x HTTP/1.1\r\n"));
+        let (port, t) = one_http_response(b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n");
+        let e = run_get(http_policy(port, "GET"), &http_args(None)).unwrap_err();
+        assert!(e.contains("refused"), "{e}");
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn get_with_send_posts_the_body_with_its_length() {
+        let (port, t) = one_http_response(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n");
+        assert_eq!(
+            run_get(http_policy(port, "POST"), &http_args(Some("hello"))),
+            Ok(())
+        );
+        let req = t.join().unwrap();
+        assert!(req.starts_with("POST /x HTTP/1.1\r\n"), "{req}");
+        assert!(req.contains("Content-Length: 5\r\n"), "{req}");
     }
 }

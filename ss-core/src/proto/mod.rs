@@ -5,6 +5,7 @@
 pub mod h1;
 pub mod raw;
 pub mod tls;
+pub mod ws;
 
 use crate::state::Flags;
 use std::fmt;

@@ -551,7 +551,12 @@ fn main() {
         "scenario", "unit", "ours", "peer", "peer is", "ratio"
     );
     let mb = BIG as f64 / 1e6;
-    let big = pattern(BIG);
+    // Made only when a scenario needs it (it takes a moment).
+    let big = if wanted("mem 64MiB") || wanted("tcp") {
+        Bytes::from(pattern(BIG))
+    } else {
+        Bytes::new()
+    };
 
     if wanted("mem 64MiB") {
         let resp = response_bytes(&big);
@@ -582,7 +587,7 @@ fn main() {
         .print();
     }
     if wanted("tcp") {
-        let port = hyper_server(Bytes::from(big));
+        let port = hyper_server(big.clone());
         let rt = client_runtime();
         if wanted("tcp 64MiB") {
             let (ours, theirs) = compare(

@@ -84,10 +84,18 @@ impl Row {
     fn rate(&self, v: &[Duration]) -> f64 {
         self.work / median(v).as_secs_f64()
     }
+    /// One table line: median rates, their ratio, and the spread of run times.
     fn print(&self) {
         let (o, p) = (self.rate(&self.ours), self.rate(&self.theirs));
+        let spread = |v: &[Duration]| {
+            format!(
+                "{:.1?}..{:.1?}",
+                v.iter().min().unwrap(),
+                v.iter().max().unwrap()
+            )
+        };
         println!(
-            "{:<16} {:<10} {:>12.0} {:>12.0}  {:<16} {:>6.2}   (n={}, ours {:.1?}..{:.1?})",
+            "{:<14} {:<6} {:>10.0} {:>10.0}  {:<14} {:>5.2}  n={:<3} ours {} peer {}",
             self.name,
             self.unit,
             o,
@@ -95,8 +103,8 @@ impl Row {
             self.peer,
             o / p,
             self.ours.len(),
-            self.ours.iter().min().unwrap(),
-            self.ours.iter().max().unwrap(),
+            spread(&self.ours),
+            spread(&self.theirs),
         );
     }
 }
@@ -547,12 +555,13 @@ fn main() {
     println!("HTTP/1.1: ours beside a peer, same run ({cores} cores). Rates are medians;");
     println!("ratio = ours / peer throughput (1.00 = as fast as the peer, higher is better).\n");
     println!(
-        "{:<16} {:<10} {:>12} {:>12}  {:<16} {:>6}",
+        "{:<14} {:<6} {:>10} {:>10}  {:<14} {:>5}  runs and their times",
         "scenario", "unit", "ours", "peer", "peer is", "ratio"
     );
     let mb = BIG as f64 / 1e6;
     // Made only when a scenario needs it (it takes a moment).
-    let big = if wanted("mem 64MiB") || wanted("tcp") {
+    let tcp = wanted("tcp 64MiB") || wanted("tcp small GET");
+    let big = if wanted("mem 64MiB") || tcp {
         Bytes::from(pattern(BIG))
     } else {
         Bytes::new()
@@ -560,7 +569,7 @@ fn main() {
 
     if wanted("mem 64MiB") {
         let resp = response_bytes(&big);
-        let (ours, theirs) = compare(7, || mem_big_ours(&resp), || mem_big_peer(&resp));
+        let (ours, theirs) = compare(21, || mem_big_ours(&resp), || mem_big_peer(&resp));
         Row {
             name: "mem 64MiB",
             peer: "httparse+copy",
@@ -575,7 +584,7 @@ fn main() {
         let (req, resp) = mem_small_wire();
         // The peer answers with exactly the bytes our server sends.
         assert_eq!(resp, response_bytes(SMALL), "our server's response");
-        let (ours, theirs) = compare(5, mem_small_ours, || mem_small_peer(&req));
+        let (ours, theirs) = compare(15, mem_small_ours, || mem_small_peer(&req));
         Row {
             name: "mem small GET",
             peer: "httparse x2",
@@ -586,12 +595,12 @@ fn main() {
         }
         .print();
     }
-    if wanted("tcp") {
+    if tcp {
         let port = hyper_server(big.clone());
         let rt = client_runtime();
         if wanted("tcp 64MiB") {
             let (ours, theirs) = compare(
-                5,
+                15,
                 || tcp_ours(&rt, port, "big", 1),
                 || tcp_peer(&rt, port, "/big", 1),
             );
@@ -607,7 +616,7 @@ fn main() {
         }
         if wanted("tcp small GET") {
             let (ours, theirs) = compare(
-                3,
+                9,
                 || tcp_ours(&rt, port, "small", TCP_GETS),
                 || tcp_peer(&rt, port, "/small", TCP_GETS),
             );

@@ -544,6 +544,14 @@ fn tcp_peer(rt: &tokio::runtime::Runtime, port: u16, path: &str, n: usize) -> Du
     })
 }
 
+/// The 1-minute load average (Linux), to tell a busy machine's figures apart.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".into())
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; any other argument selects scenarios by name.
     let filter: Vec<String> = std::env::args()
@@ -552,7 +560,10 @@ fn main() {
         .collect();
     let wanted = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f));
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!("HTTP/1.1: ours beside a peer, same run ({cores} cores). Rates are medians;");
+    println!(
+        "HTTP/1.1: ours beside a peer, same run ({cores} cores, load {}). Rates are medians;",
+        load_average()
+    );
     println!("ratio = ours / peer throughput (1.00 = as fast as the peer, higher is better).\n");
     println!(
         "{:<14} {:<6} {:>10} {:>10}  {:<14} {:>5}  runs and their times",
@@ -631,4 +642,5 @@ fn main() {
             .print();
         }
     }
+    println!("\nload average at the end: {}", load_average());
 }

@@ -29,8 +29,11 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use ss_core::{Action, ConnId, Engine, EngineConfig, Event, Flags, Policy, StreamId, StreamState};
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::convert::Infallible;
 use std::hint::black_box;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Size of the large body.
@@ -43,6 +46,47 @@ const SMALL: &[u8] = b"hello, world";
 const MEM_GETS: usize = 10_000;
 /// Small GETs per loopback run.
 const TCP_GETS: usize = 2_000;
+
+// ----- allocation counting ---------------------------------------------------
+
+/// The system allocator, counting allocations while `COUNTING` is on. Only
+/// the untimed counting passes turn it on; otherwise it costs one relaxed
+/// load per allocation.
+struct Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded unchanged to `System`.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// How many allocations (and reallocations) `f` makes.
+fn allocations(f: impl FnOnce()) -> usize {
+    ALLOCS.store(0, Ordering::Relaxed);
+    COUNTING.store(true, Ordering::Relaxed);
+    f();
+    COUNTING.store(false, Ordering::Relaxed);
+    ALLOCS.load(Ordering::Relaxed)
+}
 
 /// The policy of both engines: two client streamtypes on `port` and a server.
 fn policy(port: u16) -> Policy {
@@ -107,6 +151,14 @@ impl Row {
             spread(&self.theirs),
         );
     }
+}
+
+/// Allocations per unit of work, printed under a scenario's line.
+fn allocs_line(per: &str, ours: f64, peer: f64) {
+    println!(
+        "{:<14} allocations per {per}: ours {ours:.1}, peer {peer:.1}",
+        ""
+    );
 }
 
 /// Run `ours` and `peer` alternately `reps` times after one warm-up each;
@@ -383,6 +435,21 @@ fn mem_small_ours() -> Duration {
     el
 }
 
+/// Allocations per GET of ours (client and server engines together).
+fn mem_small_ours_allocs() -> f64 {
+    let mut p = Pair::new();
+    let s = p.c.create(p.now, "small").unwrap();
+    p.get(s);
+    p.get(s); // warm: queues and buffers at their working size
+    let n = 1_000;
+    allocations(|| {
+        for _ in 0..n {
+            p.get(s);
+        }
+    }) as f64
+        / n as f64
+}
+
 /// The request and response bytes our engines exchange for one small GET.
 fn mem_small_wire() -> (Vec<u8>, Vec<u8>) {
     let mut p = Pair::new();
@@ -413,7 +480,7 @@ fn mem_small_peer(req: &[u8]) -> Duration {
         assert!(n == c2s.len() && r.method == Some("GET") && r.path == Some("/small"));
         s2c.clear();
         s2c.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: ");
-        s2c.extend_from_slice(SMALL.len().to_string().as_bytes());
+        write!(s2c, "{}", SMALL.len()).unwrap();
         s2c.extend_from_slice(b"\r\n\r\n");
         s2c.extend_from_slice(SMALL);
         // Client: parse the response, take the body.
@@ -581,6 +648,13 @@ fn main() {
     if wanted("mem 64MiB") {
         let resp = response_bytes(&big);
         let (ours, theirs) = compare(21, || mem_big_ours(&resp), || mem_big_peer(&resp));
+        let chunks = resp.len().div_ceil(CHUNK) as f64;
+        let a = allocations(|| {
+            mem_big_ours(&resp);
+        }) as f64;
+        let b = allocations(|| {
+            mem_big_peer(&resp);
+        }) as f64;
         Row {
             name: "mem 64MiB",
             peer: "httparse+copy",
@@ -590,12 +664,16 @@ fn main() {
             theirs,
         }
         .print();
+        allocs_line("chunk", a / chunks, b / chunks);
     }
     if wanted("mem small GET") {
         let (req, resp) = mem_small_wire();
         // The peer answers with exactly the bytes our server sends.
         assert_eq!(resp, response_bytes(SMALL), "our server's response");
         let (ours, theirs) = compare(15, mem_small_ours, || mem_small_peer(&req));
+        let b = allocations(|| {
+            mem_small_peer(&req);
+        }) as f64;
         Row {
             name: "mem small GET",
             peer: "httparse x2",
@@ -605,6 +683,7 @@ fn main() {
             theirs,
         }
         .print();
+        allocs_line("request", mem_small_ours_allocs(), b / MEM_GETS as f64);
     }
     if tcp {
         let port = hyper_server(big.clone());

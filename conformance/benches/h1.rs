@@ -1,6 +1,7 @@
 //! HTTP/1.1 throughput: ours beside a peer, measured in the same run.
 //!
-//! `cargo bench -p conformance --bench h1` (release profile; about a minute).
+//! `cargo bench -p conformance --bench h1` (release profile; a few seconds once
+//! built). Arguments select scenarios by name: `-- mem`, `-- "tcp small"`.
 //!
 //! Every scenario runs ours and the peer alternately, several times, and
 //! reports the median of each plus the ratio ours / peer on a throughput
@@ -21,6 +22,10 @@
 //!    client, each on a current-thread runtime, against the same hyper server
 //!    on its own thread (loopback TCP): one 64 MiB download, and 2,000
 //!    sequential small GETs on one keep-alive connection.
+//!
+//! Under the in-memory lines: allocations per 16 KiB chunk and per GET,
+//! counted by a global allocator in untimed passes. Figures and caveats:
+//! docs/benchmarks.md.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};

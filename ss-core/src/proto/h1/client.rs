@@ -5,7 +5,7 @@ use super::body::{Framing, Reader};
 use super::multipart::Spec;
 use super::{
     chunked, content_length, keep_alive, map_parse_error, own_headers, transfer_chunked,
-    write_headers, BodyMode, H1Error, H1Event, HeadBuf, HeadStep, Limits, Out,
+    with_header_slots, write_headers, BodyMode, H1Error, H1Event, HeadBuf, HeadStep, Limits, Out,
 };
 
 /// Client configuration.
@@ -332,21 +332,22 @@ impl Client {
                 Rx::Head => {
                     let max_headers = self.limits.max_headers;
                     let step = self.head.feed(data, self.limits.max_header_bytes, |buf| {
-                        let mut hs = vec![httparse::EMPTY_HEADER; max_headers];
-                        let mut resp = httparse::Response::new(&mut hs);
-                        match resp.parse(buf) {
-                            Ok(httparse::Status::Complete(n)) => {
-                                let status = resp.code.ok_or(H1Error::BadStatusLine)?;
-                                let version = resp.version.ok_or(H1Error::BadVersion)?;
-                                let reason = resp.reason.unwrap_or_default().to_owned();
-                                Ok(Some((
-                                    (status, version, reason, own_headers(resp.headers)),
-                                    n,
-                                )))
+                        with_header_slots(max_headers, |hs| {
+                            let mut resp = httparse::Response::new(hs);
+                            match resp.parse(buf) {
+                                Ok(httparse::Status::Complete(n)) => {
+                                    let status = resp.code.ok_or(H1Error::BadStatusLine)?;
+                                    let version = resp.version.ok_or(H1Error::BadVersion)?;
+                                    let reason = resp.reason.unwrap_or_default().to_owned();
+                                    Ok(Some((
+                                        (status, version, reason, own_headers(resp.headers)),
+                                        n,
+                                    )))
+                                }
+                                Ok(httparse::Status::Partial) => Ok(None),
+                                Err(e) => Err(map_parse_error(e, false)),
                             }
-                            Ok(httparse::Status::Partial) => Ok(None),
-                            Err(e) => Err(map_parse_error(e, false)),
-                        }
+                        })
                     })?;
                     match step {
                         HeadStep::NeedMore => return Ok(()),

@@ -392,6 +392,21 @@ pub(crate) fn transfer_chunked(headers: &[(String, String)]) -> Option<bool> {
     last.map(|l| l == "chunked")
 }
 
+/// Run `f` with `max` empty header slots for one httparse call. Up to
+/// [`DEFAULT_MAX_HEADERS`] they live on the stack: a heap `Vec` here cost a
+/// 2 KiB allocation (and glibc's `malloc_consolidate`) per message head.
+pub(crate) fn with_header_slots<'b, R>(
+    max: usize,
+    f: impl FnOnce(&mut [httparse::Header<'b>]) -> R,
+) -> R {
+    if max <= DEFAULT_MAX_HEADERS {
+        let mut hs = [httparse::EMPTY_HEADER; DEFAULT_MAX_HEADERS];
+        f(&mut hs[..max])
+    } else {
+        f(&mut vec![httparse::EMPTY_HEADER; max])
+    }
+}
+
 /// Map an httparse error to ours; `request` picks the start-line error.
 pub(crate) fn map_parse_error(e: httparse::Error, request: bool) -> H1Error {
     match e {

@@ -4,7 +4,8 @@
 use super::body::{Framing, Reader};
 use super::{
     chunked, content_length, keep_alive, map_parse_error, own_headers, reason_phrase,
-    transfer_chunked, write_headers, BodyMode, H1Error, H1Event, HeadBuf, HeadStep, Limits, Out,
+    transfer_chunked, with_header_slots, write_headers, BodyMode, H1Error, H1Event, HeadBuf,
+    HeadStep, Limits, Out,
 };
 use std::collections::VecDeque;
 
@@ -115,18 +116,20 @@ impl Server {
                     }
                     let max_headers = self.limits.max_headers;
                     let step = self.head.feed(data, self.limits.max_header_bytes, |buf| {
-                        let mut hs = vec![httparse::EMPTY_HEADER; max_headers];
-                        let mut req = httparse::Request::new(&mut hs);
-                        match req.parse(buf) {
-                            Ok(httparse::Status::Complete(n)) => {
-                                let method = req.method.ok_or(H1Error::BadRequestLine)?.to_owned();
-                                let path = req.path.ok_or(H1Error::BadRequestLine)?.to_owned();
-                                let version = req.version.ok_or(H1Error::BadVersion)?;
-                                Ok(Some(((method, path, version, own_headers(req.headers)), n)))
+                        with_header_slots(max_headers, |hs| {
+                            let mut req = httparse::Request::new(hs);
+                            match req.parse(buf) {
+                                Ok(httparse::Status::Complete(n)) => {
+                                    let method =
+                                        req.method.ok_or(H1Error::BadRequestLine)?.to_owned();
+                                    let path = req.path.ok_or(H1Error::BadRequestLine)?.to_owned();
+                                    let version = req.version.ok_or(H1Error::BadVersion)?;
+                                    Ok(Some(((method, path, version, own_headers(req.headers)), n)))
+                                }
+                                Ok(httparse::Status::Partial) => Ok(None),
+                                Err(e) => Err(map_parse_error(e, true)),
                             }
-                            Ok(httparse::Status::Partial) => Ok(None),
-                            Err(e) => Err(map_parse_error(e, true)),
-                        }
+                        })
                     })?;
                     match step {
                         HeadStep::NeedMore => return Ok(()),

@@ -951,3 +951,164 @@ fn no_content_length_sends_chunked_even_with_a_known_length() {
     assert!(head.contains("Transfer-Encoding: chunked\r\n"), "{head}");
     assert!(!head.contains("Content-Length"), "{head}");
 }
+
+// ----- WebSocket: our client against our server's upgrade -------------------
+
+mod websocket {
+    use super::*;
+
+    const WS_POLICY: &str = r#"{
+      "retry": [{"r": {"backoff": [100], "conceal": 1, "jitterpc": 0}}],
+      "s": [
+        {"srv": {"server": true, "endpoint": "127.0.0.1", "port": 0, "protocol": "h1",
+                 "ws_subprotocol": "chat", "metadata": [{"path": ""}, {"room": ""}]}},
+        {"wsc": {"endpoint": "127.0.0.1", "port": 9, "protocol": "ws", "retry": "r",
+                 "http_url": "/chat?room=${room}", "ws_subprotocol": "chat",
+                 "metadata": [{"room": ""}, {"tag": "x-tag:"}]}},
+        {"wsbin": {"endpoint": "127.0.0.1", "port": 9, "protocol": "ws", "retry": "r",
+                   "http_url": "/bin", "ws_subprotocol": "chat", "ws_binary": true}},
+        {"wrongproto": {"endpoint": "127.0.0.1", "port": 9, "protocol": "ws", "retry": "r",
+                        "http_url": "/x", "ws_subprotocol": "other"}}
+      ]
+    }"#;
+
+    fn pair() -> Pair {
+        let p = Policy::parse(WS_POLICY).unwrap();
+        let mut pair = Pair::new();
+        pair.c = Engine::new(p.clone(), EngineConfig::default());
+        pair.s = Engine::new(p, EngineConfig::default());
+        pair
+    }
+
+    /// Server app: echoes each message back, uppercased, keeping SOM/EOM.
+    fn upper_echo() -> impl FnMut(&mut Engine, Instant, &Event) {
+        let mut pending: Vec<(Vec<u8>, Flags)> = vec![];
+        move |s: &mut Engine, now: Instant, ev: &Event| match ev {
+            Event::Rx {
+                stream,
+                data,
+                flags,
+            } => {
+                pending.push((data.to_ascii_uppercase(), *flags));
+                s.request_tx(now, *stream).unwrap();
+            }
+            Event::Writable { stream, .. } => {
+                for (d, f) in pending.drain(..) {
+                    s.write(now, *stream, &d, f).unwrap();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn states(evs: &[Event], id: StreamId) -> Vec<StreamState> {
+        evs.iter()
+            .filter_map(|e| match e {
+                Event::State { stream, state, .. } if *stream == id => Some(*state),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn rx(evs: &[Event], id: StreamId) -> Vec<(Vec<u8>, Flags)> {
+        evs.iter()
+            .filter_map(|e| match e {
+                Event::Rx {
+                    stream,
+                    data,
+                    flags,
+                } if *stream == id => Some((data.clone(), *flags)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn upgrade_then_messages_both_ways_with_som_eom() {
+        let mut p = pair();
+        let now = p.now;
+        let mut app = upper_echo();
+        p.s.create(now, "srv").unwrap();
+        p.pump(&mut app);
+        let c = p.c.create(now, "wsc").unwrap();
+        p.c.set_metadata(c, "room", b"r1").unwrap();
+        p.c.set_metadata(c, "tag", b"blue").unwrap();
+        p.c.client_connect(now, c).unwrap();
+        p.pump(&mut app);
+        assert_eq!(states(&p.cev, c), [Creating, Connecting, Connected]);
+        let accepted = p
+            .sev
+            .iter()
+            .find_map(|e| match e {
+                Event::Accepted { stream, .. } => Some(*stream),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(
+            states(&p.sev, accepted),
+            [Creating, Connecting, Connected, ServerUpgrade]
+        );
+        assert_eq!(
+            p.s.get_metadata(accepted, "path").unwrap(),
+            Some(&b"/chat?room=r1"[..])
+        );
+        assert_eq!(
+            p.s.get_metadata(accepted, "room").unwrap(),
+            Some(&b"r1"[..])
+        );
+        // A message in two pieces (one fragmented message), then a whole one.
+        p.c.write(now, c, b"hello ", Flags::SOM).unwrap();
+        p.c.write(now, c, b"world", Flags::EOM).unwrap();
+        p.c.write(now, c, b"again", Flags::SOM | Flags::EOM)
+            .unwrap();
+        p.pump(&mut app);
+        let got = rx(&p.cev, c);
+        let text: Vec<u8> = got.iter().flat_map(|(d, _)| d.clone()).collect();
+        assert_eq!(text, b"HELLO WORLDAGAIN");
+        let soms = got.iter().filter(|(_, f)| f.contains(Flags::SOM)).count();
+        let eoms = got.iter().filter(|(_, f)| f.contains(Flags::EOM)).count();
+        assert_eq!((soms, eoms), (2, 2), "{got:?}");
+        // The client disconnects: a Close handshake, the server stream ends.
+        p.c.disconnect(now, c).unwrap();
+        p.pump(&mut app);
+        assert_eq!(states(&p.cev, c).last(), Some(&Disconnected));
+        assert_eq!(states(&p.sev, accepted).last(), Some(&Destroying));
+    }
+
+    #[test]
+    fn a_refused_subprotocol_is_a_failed_attempt() {
+        let mut p = pair();
+        let now = p.now;
+        let mut app = upper_echo();
+        p.s.create(now, "srv").unwrap();
+        p.pump(&mut app);
+        let c = p.c.create(now, "wrongproto").unwrap();
+        p.c.client_connect(now, c).unwrap();
+        p.pump(&mut app);
+        assert!(p.cev.iter().any(|e| matches!(
+            e,
+            Event::ConnectionError { reason, .. } if reason.contains("subprotocol")
+        )));
+        assert_eq!(states(&p.cev, c), [Creating, Connecting, Unreachable]);
+    }
+
+    #[test]
+    fn a_plain_http_server_refuses_the_upgrade() {
+        let mut t = Scripted::new();
+        let p = Policy::parse(WS_POLICY).unwrap();
+        t.e = Engine::new(p, EngineConfig::default());
+        let s = t.e.create(t.now, "wsbin").unwrap();
+        t.e.client_connect(t.now, s).unwrap();
+        t.pump();
+        let req = t.take_sent();
+        assert!(req.starts_with("GET /bin HTTP/1.1\r\n"), "{req}");
+        assert!(req.contains("Upgrade: websocket\r\n"), "{req}");
+        assert!(req.contains("Sec-WebSocket-Protocol: chat\r\n"), "{req}");
+        t.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+        assert!(t.events.iter().any(|e| matches!(
+            e,
+            Event::ConnectionError { reason, .. } if reason.contains("not 101")
+        )));
+        assert_eq!(t.states(s), [Creating, Connecting, Unreachable]);
+    }
+}

@@ -16,8 +16,9 @@
 //! `request_tx_len` (Content-Length; chunked without it) and its writes.
 
 use super::{Conn, ConnId, Engine, Error, Event, Phase, Proto, Seq, StreamId, SystemBlob};
-use crate::policy::StreamType;
+use crate::policy::{Protocol, StreamType};
 use crate::proto::h1::{self, multipart, BodyMode, H1Event, RequestHead};
+use crate::proto::ws;
 use crate::state::{Flags, StreamState};
 use crate::EngineConfig;
 use std::collections::VecDeque;
@@ -117,7 +118,15 @@ fn client_of(c: &mut Conn) -> Option<&mut ClientConn> {
     }
 }
 
-fn server_of(c: &mut Conn) -> Option<&mut ServerConn> {
+/// The WebSocket client state of a connection.
+pub(super) fn client_of_ws(c: &mut Conn) -> Option<&mut super::websocket::WsClientConn> {
+    match &mut c.proto {
+        Proto::WsClient(t) => Some(t),
+        _ => None,
+    }
+}
+
+pub(super) fn server_of(c: &mut Conn) -> Option<&mut ServerConn> {
     match &mut c.proto {
         Proto::H1Server(t) => Some(t),
         _ => None,
@@ -125,7 +134,7 @@ fn server_of(c: &mut Conn) -> Option<&mut ServerConn> {
 }
 
 /// A header name from a policy value such as `content-type:`.
-fn header_name(policy_value: &str) -> &str {
+pub(super) fn header_name(policy_value: &str) -> &str {
     policy_value.trim().trim_end_matches(':').trim()
 }
 
@@ -204,7 +213,11 @@ impl Engine {
     // ----- client --------------------------------------------------------
 
     /// Build the request for stream `sid` from its policy, metadata, blobs and cookies.
-    fn h1_request(&mut self, sid: StreamId, body_wanted: bool) -> Result<RequestHead, String> {
+    pub(super) fn h1_request(
+        &mut self,
+        sid: StreamId,
+        body_wanted: bool,
+    ) -> Result<RequestHead, String> {
         let s = self.streams.get(&sid).ok_or("stream gone")?;
         let st: &StreamType = &s.st;
         let lookup = |name: &str| {
@@ -324,7 +337,7 @@ impl Engine {
         let body_wanted = self.tx_pending.contains(&sid);
         let head = match self.h1_request(sid, body_wanted) {
             Ok(h) => h,
-            Err(reason) => return self.h1c_fail(now, conn, reason),
+            Err(reason) => return self.attempt_fail(now, conn, reason),
         };
         let mut out = h1::Out::default();
         let res = self.conns.get_mut(&conn).and_then(client_of).map(|t| {
@@ -348,7 +361,7 @@ impl Engine {
                     self.tx_pending.remove(&sid);
                 }
             }
-            Some(Err(e)) => self.h1c_fail(now, conn, e.to_string()),
+            Some(Err(e)) => self.attempt_fail(now, conn, e.to_string()),
             None => {}
         }
     }
@@ -376,7 +389,7 @@ impl Engine {
             Ok(()) => Ok(data.len()),
             Err(e) => {
                 let msg = e.to_string();
-                self.h1c_fail(now, conn, msg.clone());
+                self.attempt_fail(now, conn, msg.clone());
                 Err(Error::Protocol(msg))
             }
         }
@@ -396,7 +409,7 @@ impl Engine {
             }
         }
         if let Err(e) = res {
-            self.h1c_fail(now, conn, e.to_string());
+            self.attempt_fail(now, conn, e.to_string());
         }
     }
 
@@ -416,7 +429,7 @@ impl Engine {
                 if let Some(dec) = t.multipart.as_mut() {
                     let mut parts = Vec::new();
                     if let Err(e) = dec.feed(&data, &mut parts) {
-                        self.h1c_fail(now, conn, e.to_string());
+                        self.attempt_fail(now, conn, e.to_string());
                         return false;
                     }
                     for p in parts {
@@ -481,22 +494,11 @@ impl Engine {
         if let Some(loc) = h1::redirect_target(status, &headers) {
             return self.h1c_redirect(now, conn, sid, status, &loc);
         }
-        // Response headers named by metadata set it before any rx.
-        let max = self.config.max_metadata_len;
         if let Some(s) = self.streams.get_mut(&sid) {
             // A usable response: the connection counts as a success.
             s.tries = 0;
-            for (i, decl) in st.metadata.iter().enumerate() {
-                let Some(h) = &decl.header else { continue };
-                if let Some(v) = h1::header(&headers, header_name(h)) {
-                    if v.len() <= max {
-                        if let Some(slot) = s.metadata.get_mut(i) {
-                            *slot = Some(v.as_bytes().to_vec());
-                        }
-                    }
-                }
-            }
         }
+        self.metadata_from_headers(sid, &headers);
         if st.http.cookies {
             self.cookies
                 .entry(st.name.clone())
@@ -526,7 +528,7 @@ impl Engine {
                                 related = true;
                             }
                             Err(e) => {
-                                self.h1c_fail(now, conn, e.to_string());
+                                self.attempt_fail(now, conn, e.to_string());
                                 return false;
                             }
                         }
@@ -547,6 +549,25 @@ impl Engine {
         true
     }
 
+    /// Response headers named by metadata set it (before any rx).
+    pub(super) fn metadata_from_headers(&mut self, sid: StreamId, headers: &[(String, String)]) {
+        let max = self.config.max_metadata_len;
+        let Some(s) = self.streams.get_mut(&sid) else {
+            return;
+        };
+        let st = s.st.clone();
+        for (i, decl) in st.metadata.iter().enumerate() {
+            let Some(h) = &decl.header else { continue };
+            if let Some(v) = h1::header(headers, header_name(h)) {
+                if v.len() <= max {
+                    if let Some(slot) = s.metadata.get_mut(i) {
+                        *slot = Some(v.as_bytes().to_vec());
+                    }
+                }
+            }
+        }
+    }
+
     /// A redirect: fail (the default, and `http_fail_redirect`) or follow it.
     fn h1c_redirect(
         &mut self,
@@ -561,7 +582,7 @@ impl Engine {
         };
         let st = s.st.clone();
         if st.http.fail_redirect || !st.http.allow_redirects {
-            self.h1c_fail(
+            self.attempt_fail(
                 now,
                 conn,
                 format!("http: redirect ({status}) to {loc} not followed"),
@@ -569,7 +590,7 @@ impl Engine {
             return false;
         }
         if s.redirects >= self.config.max_redirects {
-            self.h1c_fail(
+            self.attempt_fail(
                 now,
                 conn,
                 format!("http: more than {} redirects", s.redirects),
@@ -589,7 +610,7 @@ impl Engine {
             }
         };
         let Some(mut target) = parse_location(loc, &cur_host, cur_port, cur_tls) else {
-            self.h1c_fail(
+            self.attempt_fail(
                 now,
                 conn,
                 format!("http: unusable redirect location {loc:?}"),
@@ -734,11 +755,11 @@ impl Engine {
             Err(e) => e.to_string(),
             Ok(()) => "http: connection closed mid-transaction".into(),
         };
-        self.h1c_fail(now, conn, reason);
+        self.attempt_fail(now, conn, reason);
     }
 
     /// The transaction failed on `conn`: tell why, close, report, back off.
-    pub(super) fn h1c_fail(&mut self, now: Instant, conn: ConnId, reason: String) {
+    pub(super) fn attempt_fail(&mut self, now: Instant, conn: ConnId, reason: String) {
         let Some(sid) = self.conns.get(&conn).and_then(|c| c.stream) else {
             self.close_conn(conn);
             self.drop_conn(conn);
@@ -811,6 +832,18 @@ impl Engine {
                 path,
                 headers,
             } => {
+                let st = self.streams.get(&sid).map(|s| s.st.clone());
+                if let Some(key) = st
+                    .filter(|st| st.ws.subprotocol.is_some() || st.protocol == Protocol::Ws)
+                    .and_then(|_| ws::upgrade_key(&headers))
+                {
+                    let key = key.to_string();
+                    self.h1s_request_metadata(sid, &method, &path, &headers);
+                    return self.ws_accept(now, conn, sid, &key, &headers);
+                }
+                let Some(t) = self.conns.get_mut(&conn).and_then(server_of) else {
+                    return;
+                };
                 t.in_txn = true;
                 t.responding = false;
                 t.bodiless = false;

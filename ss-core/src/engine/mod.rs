@@ -5,6 +5,7 @@
 mod http;
 mod timers;
 mod types;
+mod websocket;
 
 pub use types::*;
 
@@ -80,8 +81,12 @@ enum Proto {
     Raw(proto::raw::Raw),
     /// HTTP/1.1 client transactions.
     H1Client(Box<http::ClientConn>),
-    /// HTTP/1.1 server transactions.
+    /// HTTP/1.1 server transactions (which may upgrade to WebSocket).
     H1Server(Box<http::ServerConn>),
+    /// WebSocket client: the upgrade, then frames.
+    WsClient(Box<websocket::WsClientConn>),
+    /// WebSocket server, after an upgrade.
+    WsServer(Box<proto::ws::Ws>),
 }
 
 /// Where a kept-alive client connection may be reused: same target, port and TLS.
@@ -362,6 +367,7 @@ impl Engine {
             }
             Proto::H1Client(_) => self.h1c_write(now, conn_id, id, data, flags),
             Proto::H1Server(_) => self.h1s_write(now, conn_id, id, data, flags),
+            Proto::WsClient(_) | Proto::WsServer(_) => self.ws_write(now, conn_id, id, data, flags),
         }
     }
 
@@ -660,6 +666,12 @@ impl Engine {
             }
             (Phase::Open, Proto::H1Client(_), Some(_)) => self.h1c_closed(now, conn),
             (Phase::Open, Proto::H1Server(_), Some(_)) => self.h1s_closed(now, conn),
+            (Phase::Open, Proto::WsClient(t), Some(_)) if t.ws.is_none() => {
+                self.attempt_fail(now, conn, "ws: connection closed during the upgrade".into())
+            }
+            (Phase::Open, Proto::WsClient(_) | Proto::WsServer(_), Some(_)) => {
+                self.conn_lost(now, conn)
+            }
             (Phase::Open, Proto::Raw(_), Some(_)) => self.conn_lost(now, conn),
             (Phase::Connecting, ..) => self.connect_next(now, conn),
             (Phase::Resolving, ..) => self.connect_failed(now, conn),
@@ -982,7 +994,8 @@ impl Engine {
             }
             Some(Proto::Raw(_)) | None => {}
             Some(Proto::H1Client(_)) => self.h1c_start(now, conn),
-            Some(Proto::H1Server(_)) => {}
+            Some(Proto::WsClient(_)) => self.ws_start(now, conn),
+            Some(Proto::H1Server(_)) | Some(Proto::WsServer(_)) => {}
         }
         self.service_tx();
     }
@@ -1003,6 +1016,8 @@ impl Engine {
             }
             Proto::H1Client(_) => self.h1c_input(now, conn, data),
             Proto::H1Server(_) => self.h1s_input(now, conn, data),
+            Proto::WsClient(_) => self.ws_client_input(now, conn, data),
+            Proto::WsServer(_) => self.ws_input(now, conn, data),
         }
     }
 
@@ -1047,6 +1062,10 @@ impl Engine {
         if c.peer_closed {
             return;
         }
+        self.ws_close(conn);
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         if let Some(session) = c.tls.as_mut() {
             let mut wire = Vec::new();
             session.close(&mut wire);
@@ -1103,9 +1122,10 @@ impl Engine {
             return;
         };
         let ready = c.ready;
-        let client = matches!(c.proto, Proto::H1Client(_) | Proto::Raw(_))
-            && c.stream
-                .is_some_and(|s| self.streams.get(&s).is_some_and(|s| s.role == Role::Client));
+        let http_like = matches!(c.proto, Proto::H1Client(_) | Proto::WsClient(_));
+        let client = c
+            .stream
+            .is_some_and(|s| self.streams.get(&s).is_some_and(|s| s.role == Role::Client));
         match (ready, client) {
             (false, true) => {
                 if let Some(sid) = c.stream {
@@ -1114,9 +1134,7 @@ impl Engine {
                 self.close_conn(conn);
                 self.connect_failed(now, conn);
             }
-            (true, true) if matches!(c.proto, Proto::H1Client(_)) => {
-                self.h1c_fail(now, conn, reason)
-            }
+            (true, true) if http_like => self.attempt_fail(now, conn, reason),
             _ => self.protocol_failed(now, conn, reason),
         }
     }
@@ -1386,7 +1404,10 @@ fn server_bind(st: &StreamType) -> Result<BindAddr, Error> {
 fn proto_for(st: &StreamType, accepted: bool, config: &EngineConfig) -> Proto {
     match (st.protocol, accepted) {
         (Protocol::H1, false) => Proto::H1Client(Box::new(http::ClientConn::new(config))),
-        (Protocol::H1, true) => Proto::H1Server(Box::new(http::ServerConn::new(config))),
+        (Protocol::H1 | Protocol::Ws, true) => {
+            Proto::H1Server(Box::new(http::ServerConn::new(config)))
+        }
+        (Protocol::Ws, false) => Proto::WsClient(Box::new(websocket::WsClientConn::new())),
         // Protocols not built yet run raw until they land.
         _ => Proto::Raw(proto::raw::Raw::default()),
     }
@@ -1407,6 +1428,8 @@ fn proto_wants_tx(p: &Proto) -> bool {
         Proto::Raw(_) => true,
         Proto::H1Client(c) => c.wants_body(),
         Proto::H1Server(c) => c.wants_response(),
+        Proto::WsClient(c) => c.ws.as_ref().is_some_and(|w| !w.is_closing()),
+        Proto::WsServer(w) => !w.is_closing(),
     }
 }
 

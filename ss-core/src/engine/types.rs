@@ -214,8 +214,12 @@ pub struct EngineConfig {
     pub max_idle_per_target: usize,
     /// Most redirects one transaction follows (with `allow_redirects`).
     pub max_redirects: u8,
-    /// HTTP/1 header size and count limits.
+    /// HTTP/1 header size and count limits (also for WebSocket upgrades).
     pub http_limits: crate::proto::h1::Limits,
+    /// Largest WebSocket frame accepted (larger ones close with 1009).
+    pub ws_max_frame: u64,
+    /// Largest WebSocket message accepted (all its fragments).
+    pub ws_max_message: u64,
     /// The rustls crypto provider; `None` takes ring's default. The
     /// simulation passes a seeded one so TLS runs replay.
     pub tls_provider: Option<std::sync::Arc<crate::proto::tls::rustls::crypto::CryptoProvider>>,
@@ -235,6 +239,8 @@ impl Default for EngineConfig {
             max_idle_per_target: 4,
             max_redirects: 5,
             http_limits: crate::proto::h1::Limits::default(),
+            ws_max_frame: crate::proto::ws::DEFAULT_MAX_FRAME,
+            ws_max_message: crate::proto::ws::DEFAULT_MAX_MESSAGE,
             tls_provider: None,
         }
     }

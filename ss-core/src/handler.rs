@@ -35,6 +35,13 @@ pub trait Handler {
         let _ = (ctx, state, ack);
         SsRet::Ok
     }
+
+    /// Why the stream's connection failed (TLS verification, a malformed
+    /// response...), just before the state that reports it. Not in the
+    /// reference, which only logs it; ignored by default.
+    fn connection_error(&mut self, ctx: &mut StreamCtx<'_>, reason: &str) {
+        let _ = (ctx, reason);
+    }
 }
 
 /// Makes the handler for each connection a server stream accepts.
@@ -46,6 +53,7 @@ pub struct StreamCtx<'a> {
     stream: StreamId,
     now: Instant,
     destroyed: bool,
+    replacement: Option<Box<dyn Handler>>,
 }
 
 impl StreamCtx<'_> {
@@ -112,6 +120,13 @@ impl StreamCtx<'_> {
     pub fn engine(&mut self) -> &mut Engine {
         self.engine
     }
+
+    /// Hand this stream to `handler` once the current callback returns
+    /// (`lws_ss_change_handlers`), e.g. to treat a server stream as a
+    /// WebSocket after SERVER_UPGRADE.
+    pub fn change_handler(&mut self, handler: Box<dyn Handler>) {
+        self.replacement = Some(handler);
+    }
 }
 
 /// An [`Engine`] with a [`Handler`] per stream: the reference's callback model.
@@ -160,6 +175,18 @@ impl Host {
         self.handlers.insert(id, handler);
         self.factories.insert(id, factory);
         Ok(id)
+    }
+
+    /// Replace the handler of stream `id` (`lws_ss_change_handlers`) from
+    /// outside its callbacks; inside one use [`StreamCtx::change_handler`].
+    pub fn change_handler(&mut self, id: StreamId, handler: Box<dyn Handler>) -> Result<(), Error> {
+        match self.handlers.get_mut(&id) {
+            Some(h) => {
+                *h = handler;
+                Ok(())
+            }
+            None => Err(Error::NoSuchStream(id)),
+        }
     }
 
     /// Whether a handler is registered for `id` (false once destroyed).
@@ -226,6 +253,7 @@ impl Host {
             stream: id,
             now,
             destroyed: false,
+            replacement: None,
         };
         let mut final_state = false;
         let ret = match ev {
@@ -245,12 +273,18 @@ impl Host {
                 }
                 r
             }
-            Event::Listening { .. }
-            | Event::ListenFailed { .. }
-            | Event::Accepted { .. }
-            | Event::ConnectionError { .. } => SsRet::Ok,
+            Event::ConnectionError { reason, .. } => {
+                h.connection_error(&mut ctx, &reason);
+                SsRet::Ok
+            }
+            Event::Listening { .. } | Event::ListenFailed { .. } | Event::Accepted { .. } => {
+                SsRet::Ok
+            }
         };
         let destroyed = ctx.destroyed;
+        if let Some(r) = ctx.replacement.take() {
+            h = r;
+        }
         match ret {
             SsRet::DisconnectMe if !destroyed && !final_state => {
                 let _ = self.engine.disconnect(now, id);

@@ -660,3 +660,50 @@ fn destroy_drops_queued_rx_and_writable_for_the_stream() {
         })
     ));
 }
+
+#[test]
+fn handlers_hear_connection_errors_and_can_be_changed_from_a_callback() {
+    // An endpoint naming undeclared metadata cannot be resolved: the handler
+    // hears why, then UNREACHABLE.
+    let mut p = policy();
+    p.streamtypes[0].endpoint = Some("${nope}.example".into());
+    let log: Rc<RefCell<Vec<String>>> = Rc::default();
+    struct First(Rc<RefCell<Vec<String>>>);
+    struct Second(Rc<RefCell<Vec<String>>>);
+    impl Handler for First {
+        fn state(&mut self, ctx: &mut StreamCtx<'_>, s: StreamState, _: u32) -> SsRet {
+            self.0.borrow_mut().push(format!("first {}", s.lws_name()));
+            if s == StreamState::Poll {
+                ctx.change_handler(Box::new(Second(self.0.clone())));
+            }
+            SsRet::Ok
+        }
+    }
+    impl Handler for Second {
+        fn state(&mut self, _: &mut StreamCtx<'_>, s: StreamState, _: u32) -> SsRet {
+            self.0.borrow_mut().push(format!("second {}", s.lws_name()));
+            SsRet::Ok
+        }
+        fn connection_error(&mut self, _: &mut StreamCtx<'_>, reason: &str) {
+            self.0.borrow_mut().push(format!("second error {reason}"));
+        }
+    }
+    let mut host = Host::new(Engine::new(p, EngineConfig::default()));
+    let now = Instant::now();
+    let id = host
+        .create(now, "client", Box::new(First(log.clone())))
+        .unwrap();
+    host.engine.request_tx(now, id).unwrap();
+    host.dispatch(now);
+    let log = log.borrow();
+    assert_eq!(
+        log[..4],
+        [
+            "first LWSSSCS_CREATING",
+            "first LWSSSCS_POLL",
+            "second LWSSSCS_CONNECTING",
+            "second error metadata \"nope\" is not declared by the streamtype",
+        ]
+    );
+    assert_eq!(log[4], "second LWSSSCS_UNREACHABLE");
+}

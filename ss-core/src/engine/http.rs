@@ -346,6 +346,7 @@ impl Engine {
             t.multipart = None;
             let r = t.m.start(&head, &mut out);
             t.body_open = r.is_ok() && !t.m.is_request_sent();
+            t.had_body = t.body_open;
             r
         });
         self.transmit(conn, std::mem::take(&mut out.transmit));

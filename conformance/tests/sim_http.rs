@@ -138,7 +138,11 @@ fn sweep(calm_mid_txn: bool) {
     total.failures.sort_by_key(|f| f.0);
     println!(
         "http simulation{}: {} seeds ({} over TLS) in {:.2?} (wall clock)",
-        if calm_mid_txn { " (no mid-transaction failures)" } else { "" },
+        if calm_mid_txn {
+            " (no mid-transaction failures)"
+        } else {
+            ""
+        },
         total.runs,
         total.tls_runs,
         t0.elapsed()
@@ -167,7 +171,11 @@ fn sweep(calm_mid_txn: bool) {
         total.steps
     );
     for (seed, v) in total.failures.iter().take(10) {
-        let env = if calm_mid_txn { "SIM_CALM_MID_TXN=1 " } else { "" };
+        let env = if calm_mid_txn {
+            "SIM_CALM_MID_TXN=1 "
+        } else {
+            ""
+        };
         println!(
             "seed {seed} FAILED (replay: {env}SIM_SEED={seed} cargo test -p conformance --test sim_http replay -- --nocapture)"
         );
@@ -228,14 +236,22 @@ fn same_seed_same_trace() {
         let a = run_http(&cfg);
         let b = run_http(&cfg);
         assert!(a.trace.len() > 10);
-        assert_eq!(a.trace_text(), b.trace_text(), "seed {seed} is not deterministic");
+        assert_eq!(
+            a.trace_text(),
+            b.trace_text(),
+            "seed {seed} is not deterministic"
+        );
         assert_eq!(a.trace, b.trace);
         assert_eq!(a.stats, b.stats);
         if seen == [true, true] {
             break;
         }
     }
-    assert_eq!(seen, [true, true], "no plain or no TLS seed among the first 40");
+    assert_eq!(
+        seen,
+        [true, true],
+        "no plain or no TLS seed among the first 40"
+    );
     // A calm TLS run replays too, with bytes on the wire identical.
     let a = run_http(&HttpConfig::calm(11, true, 2, 3));
     let b = run_http(&HttpConfig::calm(11, true, 2, 3));

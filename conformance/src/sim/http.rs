@@ -265,7 +265,8 @@ pub fn tls_certs() -> &'static TlsCerts {
         let leaf_key = key(0x1e);
         let mut leaf = CertificateParams::new(vec![SERVER_NAME.to_string(), SERVER_IP.to_string()])
             .expect("leaf params");
-        leaf.distinguished_name.push(DnType::CommonName, SERVER_NAME);
+        leaf.distinguished_name
+            .push(DnType::CommonName, SERVER_NAME);
         let leaf_cert = leaf
             .signed_by(&leaf_key, &ca_cert, &ca_key)
             .expect("leaf signed by the CA");
@@ -500,10 +501,10 @@ impl Handler for SrvHandler {
 
     fn rx(&mut self, ctx: &mut StreamCtx<'_>, data: &[u8], flags: Flags) -> SsRet {
         let Some(idx) = self.req else {
-            self.shared
-                .borrow_mut()
-                .notes
-                .push(format!("VIOLATION server: rx on {} before SERVER_TXN", ctx.id()));
+            self.shared.borrow_mut().notes.push(format!(
+                "VIOLATION server: rx on {} before SERVER_TXN",
+                ctx.id()
+            ));
             return SsRet::Ok;
         };
         {
@@ -1187,7 +1188,11 @@ pub fn check_http(sim: &Sim, server: NodeId, clients: &[NodeId]) -> Vec<String> 
             ));
         }
         if app.outcome == Outcome::Done && app.done() != app.txns.len() {
-            v.push(format!("{c}: done with {} of {}", app.done(), app.txns.len()));
+            v.push(format!(
+                "{c}: done with {} of {}",
+                app.done(),
+                app.txns.len()
+            ));
         }
         for (k, t) in app.txns.iter().enumerate() {
             all_bodies.push(&t.body);
@@ -1213,7 +1218,7 @@ pub fn check_http(sim: &Sim, server: NodeId, clients: &[NodeId]) -> Vec<String> 
     }
     for (i, q) in reqs.iter().enumerate() {
         let ok = if q.complete {
-            all_bodies.iter().any(|b| *b == q.body.as_slice())
+            all_bodies.contains(&q.body.as_slice())
         } else {
             all_bodies.iter().any(|b| b.starts_with(&q.body))
         };

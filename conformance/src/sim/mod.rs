@@ -8,10 +8,13 @@
 //! * [`trace`]: what a run records: every application-visible event and
 //!   every fault, with virtual time.
 //! * [`echo`]: the raw echo scenario and its invariants.
+//! * [`http`]: the HTTP/1.1 scenario (plain and over TLS) and its invariants.
 //!
-//! Replay a seed: `SIM_SEED=N cargo test -p conformance --test sim replay -- --nocapture`.
+//! Replay a seed: `SIM_SEED=N cargo test -p conformance --test sim replay -- --nocapture`
+//! (echo) or `SIM_SEED=N cargo test -p conformance --test sim_http replay -- --nocapture`.
 
 pub mod echo;
+pub mod http;
 pub mod net;
 pub mod trace;
 

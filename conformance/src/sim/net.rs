@@ -14,11 +14,14 @@
 //! * each stream's states follow the reference's transition table
 //!   ([`StreamState::is_legal_after`]), starting from none, and nothing is
 //!   reported for a stream after its DESTROYING;
-//! * payload and `Writable` come only while the stream is CONNECTED;
+//! * payload and `Writable` come only while the stream is CONNECTED (an
+//!   HTTP/1.1 client stream may also be `Writable` while CONNECTING: its
+//!   request goes out before the response head reports CONNECTED);
 //! * no `Transmit`, `Connect` or `Close` on a connection already closed (by
 //!   the engine or by the network), no `StopListening` for a listener that
 //!   is not listening;
-//! * between inputs, an engine holds at most one connection per stream, and
+//! * between inputs, an engine holds at most one connection per stream
+//!   (plus idle kept-alive HTTP/1.1 connections, up to its pool limit), and
 //!   a [`Host`] has exactly one handler per stream;
 //! * the run ends within [`Limits`] (virtual time and steps);
 //! * [`Sim::check_no_leaks`], once every stream is destroyed: no stream,
@@ -27,6 +30,7 @@
 
 use super::trace::{Fault, FaultKind, NetStep, TraceEntry, TraceKind};
 use ss_core::engine::SockAddr;
+use ss_core::policy::Protocol;
 use ss_core::{Action, ConnId, Engine, Event, Host, ListenerId, Rng, StreamId, StreamState};
 use std::any::Any;
 use std::collections::btree_map::Entry;
@@ -1060,7 +1064,7 @@ impl Sim {
         let e = n.stack.engine_ref();
         let (streams, conns) = (e.stream_count(), e.conn_count());
         let mut bad = vec![];
-        if conns > streams {
+        if conns > streams + idle_pool_allowance(e) {
             bad.push(format!("{conns} connections for {streams} streams"));
         }
         if let Stack::Host(h) = &n.stack {
@@ -1181,9 +1185,14 @@ impl Sim {
                 }
             }
             Event::Writable { stream, budget } => {
+                // An HTTP/1.1 client sends its request (and asks for the
+                // body) as soon as the transport is up, before the response
+                // head reports CONNECTED: the reference's ss-h1 behaviour.
+                let h1_body = n.states.get(stream) == Some(&StreamState::Connecting)
+                    && is_h1_client(n.stack.engine_ref(), *stream);
                 if n.destroyed.contains(stream) {
                     bad.push(format!("{stream} writable after DESTROYING"));
-                } else if !n.connected.contains(stream) {
+                } else if !n.connected.contains(stream) && !h1_body {
                     bad.push(format!("{stream} writable while not CONNECTED"));
                 }
                 TraceKind::Writable {
@@ -1474,4 +1483,25 @@ impl Sim {
             }
         }
     }
+}
+
+/// Whether `stream` is an HTTP/1.1 client stream (which may be `Writable`
+/// for its request body while still CONNECTING).
+fn is_h1_client(e: &Engine, stream: StreamId) -> bool {
+    e.streamtype(stream)
+        .and_then(|name| e.policy().streamtype(name))
+        .is_some_and(|st| st.protocol == Protocol::H1 && !st.server)
+}
+
+/// Idle kept-alive connections an engine may hold beyond one per stream:
+/// up to `max_idle_per_target` per HTTP/1.1 client streamtype (one target
+/// each), none for engines without HTTP/1.1 clients.
+fn idle_pool_allowance(e: &Engine) -> usize {
+    let h1_clients = e
+        .policy()
+        .streamtypes
+        .iter()
+        .filter(|st| st.protocol == Protocol::H1 && !st.server)
+        .count();
+    h1_clients * e.config().max_idle_per_target
 }

@@ -1112,3 +1112,26 @@ mod websocket {
         assert_eq!(t.states(s), [Creating, Connecting, Unreachable]);
     }
 }
+
+#[test]
+fn a_silent_server_fails_the_transaction_after_the_silence_timeout() {
+    let mut t = Scripted::new();
+    let s = t.e.create(t.now, "follow").unwrap();
+    t.e.request_tx(t.now, s).unwrap();
+    t.pump();
+    t.advance(Duration::from_secs(29));
+    assert_eq!(t.states(s), [Creating, Poll, Connecting]);
+    t.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc");
+    t.advance(Duration::from_secs(29));
+    assert_eq!(
+        t.states(s).last(),
+        Some(&Connected),
+        "input restarts the timer"
+    );
+    t.advance(Duration::from_secs(2));
+    assert!(t.events.iter().any(|e| matches!(
+        e,
+        Event::ConnectionError { reason, .. } if reason.contains("no answer")
+    )));
+    assert_eq!(t.states(s).last(), Some(&Disconnected));
+}

@@ -15,7 +15,7 @@
 //! 0), mapped metadata as response headers (e.g. `mime` → `Content-Type`),
 //! `request_tx_len` (Content-Length; chunked without it) and its writes.
 
-use super::{Conn, ConnId, Engine, Error, Event, Phase, Proto, Seq, StreamId, SystemBlob};
+use super::{Conn, ConnId, Engine, Error, Event, Phase, Proto, Seq, StreamId, SystemBlob, Timer};
 use crate::policy::{Protocol, StreamType};
 use crate::proto::h1::{self, multipart, BodyMode, H1Event, RequestHead};
 use crate::proto::ws;
@@ -339,6 +339,10 @@ impl Engine {
             Ok(h) => h,
             Err(reason) => return self.attempt_fail(now, conn, reason),
         };
+        self.timers.set(
+            Timer::HttpSilence(conn),
+            now + self.config.http_silence_timeout,
+        );
         let mut out = h1::Out::default();
         let res = self.conns.get_mut(&conn).and_then(client_of).map(|t| {
             t.started = true;
@@ -398,6 +402,10 @@ impl Engine {
 
     /// Response bytes arrived.
     pub(super) fn h1c_input(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
+        self.timers.set(
+            Timer::HttpSilence(conn),
+            now + self.config.http_silence_timeout,
+        );
         let mut out = h1::Out::default();
         let Some(t) = self.conns.get_mut(&conn).and_then(client_of) else {
             return;
@@ -680,6 +688,7 @@ impl Engine {
             0,
         );
         // Release the connection: back to the pool, or closed.
+        self.timers.cancel(Timer::HttpSilence(conn));
         if let Some(c) = self.conns.get_mut(&conn) {
             c.stream = None;
             c.reused = false;

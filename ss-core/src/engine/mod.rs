@@ -780,6 +780,13 @@ impl Engine {
                         self.connect_failed(now, conn);
                     }
                 }
+                Timer::HttpSilence(conn) => {
+                    if self.conns.get(&conn).is_some_and(|c| c.stream.is_some()) {
+                        let secs = self.config.http_silence_timeout.as_secs_f32();
+                        let reason = format!("http: no answer from the server in {secs} s");
+                        self.attempt_fail(now, conn, reason);
+                    }
+                }
                 Timer::PoolIdle(conn) => {
                     if self.conns.get(&conn).is_some_and(|c| c.stream.is_none()) {
                         self.close_conn(conn);
@@ -1160,6 +1167,7 @@ impl Engine {
     fn drop_conn(&mut self, conn: ConnId) -> Option<Conn> {
         self.timers.cancel(Timer::ConnectTimeout(conn));
         self.timers.cancel(Timer::PoolIdle(conn));
+        self.timers.cancel(Timer::HttpSilence(conn));
         let c = self.conns.remove(&conn)?;
         if let Some(key) = &c.pool {
             if let Some(list) = self.pool.get_mut(key) {

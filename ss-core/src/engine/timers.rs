@@ -15,6 +15,8 @@ pub(crate) enum Timer {
     ConnectTimeout(ConnId),
     /// An idle kept-alive connection's end.
     PoolIdle(ConnId),
+    /// An HTTP transaction that has heard nothing from the server for too long.
+    HttpSilence(ConnId),
 }
 
 /// Deadlines, at most one per [`Timer`], in time order.

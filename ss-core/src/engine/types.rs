@@ -212,6 +212,9 @@ pub struct EngineConfig {
     pub keepalive_idle: Duration,
     /// Most idle kept-alive connections per (host, port, TLS).
     pub max_idle_per_target: usize,
+    /// How long an HTTP client transaction may hear nothing from the server
+    /// before it fails (the reference's 30 s content timeout).
+    pub http_silence_timeout: Duration,
     /// Most redirects one transaction follows (with `allow_redirects`).
     pub max_redirects: u8,
     /// HTTP/1 header size and count limits (also for WebSocket upgrades).
@@ -238,6 +241,7 @@ impl Default for EngineConfig {
             keepalive_idle: Duration::from_secs(5),
             max_idle_per_target: 4,
             max_redirects: 5,
+            http_silence_timeout: Duration::from_secs(30),
             http_limits: crate::proto::h1::Limits::default(),
             ws_max_frame: crate::proto::ws::DEFAULT_MAX_FRAME,
             ws_max_message: crate::proto::ws::DEFAULT_MAX_MESSAGE,

@@ -287,11 +287,7 @@ impl Session {
             }
             Packet::Suback(s) => self.on_suback(s),
             Packet::Unsuback(pid) => {
-                if let Some(i) = self
-                    .pending_unsubs
-                    .iter()
-                    .position(|u| u.pkid == pid.get())
-                {
+                if let Some(i) = self.pending_unsubs.iter().position(|u| u.pkid == pid.get()) {
                     let u = self.pending_unsubs.remove(i);
                     self.events.push_back(MqttEvent::Unsubscribed {
                         owner: u.owner,
@@ -860,11 +856,9 @@ impl Session {
     /// or PINGRESP is an `Err` (the connection is lost, the session closed).
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), MqttError> {
         match self.state {
-            State::Connecting => {
-                if self.connect_deadline.is_some_and(|d| now >= d) {
-                    self.close();
-                    return Err(MqttError::ConnectTimeout);
-                }
+            State::Connecting if self.connect_deadline.is_some_and(|d| now >= d) => {
+                self.close();
+                return Err(MqttError::ConnectTimeout);
             }
             State::Connected => {
                 if let Some(d) = self.ping_deadline {

@@ -316,3 +316,130 @@ fn wait_clients(m: &Mosquitto, ok: impl Fn(u64) -> bool) {
         std::thread::sleep(Duration::from_millis(300));
     }
 }
+
+mod tls {
+    use super::*;
+    use ss_core::policy::{Cert, Policy, StreamType, TrustStore};
+    use ss_core::proto::tls::{TlsContext, TlsError, TlsSession, WallClock};
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    /// MQTT over ss-core's TLS machine over a socket.
+    struct TlsWire {
+        sock: TcpStream,
+        tls: TlsSession,
+    }
+
+    impl TlsWire {
+        /// Starts a handshake with 127.0.0.1:`port` for "localhost", trusting
+        /// only `ca_der`.
+        fn connect(port: u16, ca_der: Vec<u8>) -> TlsWire {
+            let clock = WallClock::new();
+            let secs = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .expect("clock after 1970")
+                .as_secs();
+            clock.set_unix_secs(secs);
+            let mut ctx = TlsContext::with_default_provider(clock);
+            let policy = Policy {
+                certs: vec![Cert {
+                    name: "ca".into(),
+                    der: ca_der,
+                }],
+                trust_stores: vec![TrustStore {
+                    name: "ts".into(),
+                    stack: vec!["ca".into()],
+                }],
+                ..Default::default()
+            };
+            let st = StreamType {
+                name: "mqtt".into(),
+                tls: true,
+                tls_trust_store: Some("ts".into()),
+                ..Default::default()
+            };
+            let cfg = ctx.client_config(&policy, &st, &[]).expect("client config");
+            let mut tls = TlsSession::client(cfg, "localhost").expect("tls client");
+            let mut wire = Vec::new();
+            tls.start(&mut wire).expect("tls start");
+            let mut sock = tcp(port);
+            sock.write_all(&wire).expect("send ClientHello");
+            TlsWire { sock, tls }
+        }
+
+        /// Reads and processes one chunk of ciphertext.
+        fn pump(&mut self) -> Result<Option<Vec<u8>>, TlsError> {
+            let Some(data) = Wire::recv(&mut self.sock) else {
+                return Ok(None);
+            };
+            let (mut plain, mut wire) = (Vec::new(), Vec::new());
+            let r = self.tls.handle_input(&data, &mut plain, &mut wire);
+            if !wire.is_empty() {
+                let _ = self.sock.write_all(&wire);
+            }
+            r.map(|_| Some(plain))
+        }
+    }
+
+    impl Wire for TlsWire {
+        fn send(&mut self, plain: &[u8]) {
+            let mut wire = Vec::new();
+            self.tls.write(plain, &mut wire).expect("tls write");
+            self.sock.write_all(&wire).expect("write to broker");
+        }
+        fn recv(&mut self) -> Option<Vec<u8>> {
+            self.pump().expect("tls input")
+        }
+    }
+
+    #[test]
+    fn mqtt_over_tls() {
+        let m = Mosquitto::start(MosquittoOpts {
+            tls: true,
+            ..Default::default()
+        });
+        let wire = TlsWire::connect(m.tls_port(), m.pki().ca_der.clone());
+        let mut c = Client::connect(wire, ConnectOptions::new(unique("tls"), 30));
+        assert!(!c.wire.tls.is_handshaking());
+        c.subscribe(1, "ss/tls/#", QoS::AtLeastOnce);
+        let pkid =
+            c.s.publish(1, "ss/tls/x", b"secret", QoS::AtLeastOnce, false)
+                .unwrap()
+                .unwrap();
+        c.flush();
+        c.pump_until("PUBACK", |e| *e == MqttEvent::Acked { owner: 1, pkid });
+        let (owners, payload, qos, _) = c.message("ss/tls/x");
+        assert_eq!(
+            (owners, payload, qos),
+            (vec![1], b"secret".to_vec(), QoS::AtLeastOnce)
+        );
+        // An independent plain subscriber sees what went in over TLS.
+        let sub = m.subscriber("ss/tls/y", 1, Duration::from_secs(5));
+        c.s.publish(1, "ss/tls/y", b"cross", QoS::AtMostOnce, false)
+            .unwrap();
+        c.flush();
+        assert_eq!(sub.wait(), vec!["ss/tls/y cross".to_string()]);
+    }
+
+    #[test]
+    fn untrusted_broker_certificate_fails_the_handshake() {
+        let m = Mosquitto::start(MosquittoOpts {
+            tls: true,
+            ..Default::default()
+        });
+        let other = conformance::peers::TestPki::other_ca();
+        let mut w = TlsWire::connect(m.tls_port(), other.der);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let err = loop {
+            assert!(
+                Instant::now() < deadline,
+                "handshake neither failed nor finished"
+            );
+            match w.pump() {
+                Err(e) => break e,
+                Ok(None) => panic!("broker closed before the client rejected it"),
+                Ok(Some(_)) => assert!(w.tls.is_handshaking(), "handshake succeeded"),
+            }
+        };
+        assert!(err.to_string().to_lowercase().contains("cert"), "{err}");
+    }
+}

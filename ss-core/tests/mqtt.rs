@@ -1103,3 +1103,53 @@ impl ToMqttrs for QoS {
         }
     }
 }
+
+#[test]
+fn leaving_a_pending_subscription_unsubscribes_after_suback() {
+    let now = Instant::now();
+    let mut s = session(now);
+    let p = s.subscribe(1, "x/#", QoS::AtLeastOnce).unwrap().unwrap();
+    let _ = tx(&mut s);
+    assert_eq!(s.unsubscribe(1, "x/#").unwrap(), None);
+    assert_eq!(
+        events(&mut s),
+        vec![MqttEvent::Unsubscribed {
+            owner: 1,
+            filter: "x/#".into()
+        }]
+    );
+    s.handle_input(
+        now,
+        &suback(p, SubscribeReturnCodes::Success(mqttrs::QoS::AtLeastOnce)),
+    )
+    .unwrap();
+    // Nobody wants it any more: UNSUBSCRIBE goes out, no SubAcked event.
+    let pkts = split(&tx(&mut s))
+        .into_iter()
+        .map(|p| format!("{p:?}"))
+        .collect::<Vec<_>>();
+    assert!(
+        pkts.len() == 1 && pkts[0].starts_with("Unsubscribe"),
+        "{pkts:?}"
+    );
+    assert!(events(&mut s).is_empty());
+    assert!(s.subscriptions().is_empty());
+    // A stronger QoS on a held filter re-subscribes; the weaker one shares.
+    let p = s.subscribe(1, "y", QoS::AtMostOnce).unwrap().unwrap();
+    s.handle_input(
+        now,
+        &suback(p, SubscribeReturnCodes::Success(mqttrs::QoS::AtMostOnce)),
+    )
+    .unwrap();
+    let _ = tx(&mut s);
+    let p2 = s.subscribe(2, "y", QoS::ExactlyOnce).unwrap().unwrap();
+    assert!(split(&tx(&mut s)).len() == 1);
+    s.handle_input(
+        now,
+        &suback(p2, SubscribeReturnCodes::Success(mqttrs::QoS::ExactlyOnce)),
+    )
+    .unwrap();
+    assert_eq!(s.subscriptions().len(), 1);
+    assert_eq!(s.subscriptions()[0].owners, vec![1, 2]);
+    assert_eq!(s.subscriptions()[0].granted, QoS::ExactlyOnce);
+}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine with the Rust toolchain.
 # Idempotent; run by .ci/run before the tests. Third-party peers used by the
-# conformance tests (nginx, python3, openssl; later mosquitto, nghttp2, python
+# conformance tests (nginx, python3, openssl, mosquitto; later nghttp2, python
 # websockets) are installed here: the tests start their own instances on
 # loopback and fail (never skip) when a peer is missing.
 set -euo pipefail
@@ -20,6 +20,10 @@ nginx_pkg=""
 if ! have nginx; then
   need+=(__nginx__)
 fi
+# mosquitto is the MQTT broker peer (conformance/src/peers/mosquitto.rs);
+# mosquitto_sub/mosquitto_pub are a second, independent MQTT client.
+have mosquitto || need+=(mosquitto)
+have mosquitto_sub || need+=(mosquitto-clients)
 # The echo module gives the nginx peer a POST/PUT /echo endpoint.
 [ -e /usr/lib/nginx/modules/ngx_http_echo_module.so ] || need+=(libnginx-mod-http-echo)
 
@@ -36,7 +40,8 @@ if [ ${#need[@]} -gt 0 ]; then
     fi
     need=("${need[@]/__nginx__/$nginx_pkg}")
   fi
-  # Never let the package start a system nginx on port 80: a policy-rc.d that
+  # Never let the packages start a system nginx on port 80 (or a system
+  # mosquitto on 1883): a policy-rc.d that
   # forbids service starts is put in place for the install if none exists.
   added_policy=0
   if [ ! -e /usr/sbin/policy-rc.d ]; then
@@ -56,6 +61,18 @@ if [ -s /run/nginx.pid ] && kill -0 "$(cat /run/nginx.pid)" 2>/dev/null; then
   nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
   "$nginx_bin" -s quit 2>/dev/null || kill "$(cat /run/nginx.pid)" 2>/dev/null || true
 fi
+
+# Likewise a system mosquitto (it would hold 1883; the tests use their own
+# instances on free ports).
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet mosquitto 2>/dev/null; then
+  systemctl stop mosquitto 2>/dev/null || true
+  systemctl disable mosquitto 2>/dev/null || true
+fi
+for pidf in /run/mosquitto/mosquitto.pid /var/run/mosquitto/mosquitto.pid /run/mosquitto.pid; do
+  if [ -s "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null; then
+    kill "$(cat "$pidf")" 2>/dev/null || true
+  fi
+done
 
 # (Captured first, for the same pipefail reason as above.)
 components=$(rustup component list --installed 2>/dev/null || true)

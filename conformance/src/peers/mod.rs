@@ -1,15 +1,17 @@
 //! Real third-party peers on loopback for the engine's protocol tests.
 //!
-//! Each peer (nginx, the Python HTTP/1.1 edge-case server, ...) runs in its
+//! Each peer (nginx, mosquitto, the Python HTTP/1.1 edge-case server, ...) runs in its
 //! own temporary directory with a free loopback port, is killed when its
 //! guard is dropped, and keeps its logs so a failing test can show them.
 //! Peers are installed by `scripts/install.sh`; a missing peer is always a
 //! test failure (never a silent skip), so CI cannot pass without them.
 
+mod mosquitto;
 mod nginx;
 mod pki;
 mod pyedge;
 
+pub use mosquitto::{Mosquitto, MosquittoOpts, MosquittoSub};
 pub use nginx::{
     big_bin_byte, big_bin_content, Nginx, NginxOpts, BIG_BIN_LEN, ECHO_MODULE, INDEX_HTML,
 };

@@ -25,7 +25,7 @@ use ss_core::{
     StreamState,
 };
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Wall clock given to engines: 2025-01-01, inside the fixture's validity.
@@ -90,7 +90,7 @@ pub fn tls_fixture() -> &'static TlsFixture {
 /// Run a `tget` client engine against a `tsrv` server engine in memory and
 /// record both directions.
 fn capture() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-    let (provider, seed) = resettable_provider(TLS_SEED);
+    let (provider, seed) = kept_provider();
     seed.reset(TLS_SEED);
     let mut c = new_engine(provider);
     let mut s = Engine::new(fuzz_policy(), EngineConfig::default());
@@ -420,7 +420,18 @@ pub struct Outcome {
 thread_local! {
     /// One seeded provider per thread, reset for each run (making one per run
     /// would leak two small allocations each time).
-    static PROVIDER: (Arc<CryptoProvider>, SeedHandle) = resettable_provider(TLS_SEED);
+    static PROVIDER: (Arc<CryptoProvider>, SeedHandle) = kept_provider();
+}
+
+/// A seeded provider that stays reachable for the life of the process, so
+/// LeakSanitizer (cargo fuzz) does not report its deliberately leaked parts.
+fn kept_provider() -> (Arc<CryptoProvider>, SeedHandle) {
+    static KEEP: Mutex<Vec<Arc<CryptoProvider>>> = Mutex::new(Vec::new());
+    let (provider, seed) = resettable_provider(TLS_SEED);
+    KEEP.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(provider.clone());
+    (provider, seed)
 }
 
 /// A piece of a captured TLS flight: `b` picks the piece and whether it goes

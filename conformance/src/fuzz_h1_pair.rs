@@ -89,14 +89,12 @@ impl Plan {
         }
         let end = (self.sent + self.piece).min(self.body.len());
         let last = end == self.body.len();
-        let mut flags = if self.sent == 0 {
+        let som = if self.sent == 0 {
             Flags::SOM
         } else {
             Flags::NONE
         };
-        if last {
-            flags = flags | Flags::EOM;
-        }
+        let flags = if last { som | Flags::EOM } else { som };
         if e.write(now, id, &self.body[self.sent..end], flags).is_ok() {
             self.sent = end;
             if last {

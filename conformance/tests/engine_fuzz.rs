@@ -93,3 +93,56 @@ fn the_captured_tls_flight_completes_an_https_transaction() {
     assert!(trace.contains(&StreamState::QosAckRemote), "{o:?}");
     assert_eq!(o.rx_bytes, 5, "{o:?}");
 }
+
+/// Found by the proptest (minimised): a user timeout on an accepted HTTP/1.1
+/// stream, then a request. The engine reports TIMEOUT, then SERVER_TXN, which
+/// the reference's transition table (`is_legal_after`) forbids. The harness
+/// tolerates this one transition (`fuzz_engine::known_bug`) until it is fixed.
+#[test]
+#[ignore = "engine bug: TIMEOUT -> SERVER_TXN on an accepted h1 stream"]
+fn known_bug_timeout_then_server_txn() {
+    use ss_core::{Action, Engine, EngineConfig, Event};
+    use std::time::{Duration, Instant};
+    let mut e = Engine::new(fuzz_policy(), EngineConfig::default());
+    let mut now = Instant::now();
+    e.create(now, "hsrv").unwrap();
+    let listener = std::iter::from_fn(|| e.poll_action())
+        .find_map(|a| match a {
+            Action::Listen { listener, .. } => Some(listener),
+            _ => None,
+        })
+        .unwrap();
+    let conn = e.handle_accepted(now, listener).unwrap();
+    let accepted = std::iter::from_fn(|| e.poll_event())
+        .find_map(|ev| match ev {
+            Event::Accepted { stream, .. } => Some(stream),
+            _ => None,
+        })
+        .unwrap();
+    e.start_timeout(now, accepted, 0).unwrap(); // the policy's 50 ms
+    now += Duration::from_secs(1);
+    e.handle_timeout(now);
+    e.handle_data(now, conn, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    let mut prev = None;
+    let mut seen = vec![];
+    while let Some(ev) = e.poll_event() {
+        if let Event::State { stream, state, .. } = ev {
+            if stream == accepted {
+                seen.push(state);
+                assert!(state.is_legal_after(prev), "{seen:?}");
+                prev = Some(state);
+            }
+        }
+    }
+    assert!(seen.contains(&StreamState::ServerTxn), "{seen:?}");
+}
+
+/// The same through the harness, as the proptest minimised it.
+#[test]
+#[ignore = "engine bug: TIMEOUT -> SERVER_TXN on an accepted h1 stream"]
+fn known_bug_timeout_then_server_txn_harness_input() {
+    // create c; create hsrv; accept; start_timeout(accepted, policy 50 ms);
+    // +1 s; canned "GET / HTTP/1.1\r\nHost: a\r\n\r\n".
+    let data = [0, 0, 0, 0, 221, 0, 46, 0, 0, 230, 8, 0, 28, 1, 0, 84, 0, 89];
+    conformance::fuzz_engine::run_strict(&data);
+}

@@ -118,6 +118,10 @@ impl ActiveKeyExchange for ActiveX25519 {
 /// TESTS ONLY: ring's default provider with its randomness and X25519 drawn
 /// from a PRNG seeded with `seed`, so a simulation seed replays (see module docs).
 pub fn deterministic_provider(seed: u64) -> Arc<CryptoProvider> {
+    seeded_provider(seed).0
+}
+
+fn seeded_provider(seed: u64) -> (Arc<CryptoProvider>, &'static SeededRandom) {
     let rng: &'static SeededRandom = Box::leak(Box::new(SeededRandom(Mutex::new(seed))));
     let x25519: &'static SeededX25519 = Box::leak(Box::new(SeededX25519(rng)));
     let base = rustls::crypto::ring::default_provider();
@@ -128,9 +132,31 @@ pub fn deterministic_provider(seed: u64) -> Arc<CryptoProvider> {
             .copied()
             .filter(|g| g.name() != NamedGroup::X25519),
     );
-    Arc::new(CryptoProvider {
+    let provider = Arc::new(CryptoProvider {
         kx_groups,
         secure_random: rng,
         ..base
-    })
+    });
+    (provider, rng)
+}
+
+/// The seed of a provider made by [`resettable_provider`]: resetting it makes
+/// the provider draw the same stream again, so a harness that builds many
+/// engines can give each the same randomness without leaking a provider per run.
+#[derive(Clone, Copy, Debug)]
+pub struct SeedHandle(&'static SeededRandom);
+
+impl SeedHandle {
+    /// Restart the provider's random stream from `seed`.
+    pub fn reset(&self, seed: u64) {
+        *self.0 .0.lock().unwrap_or_else(|e| e.into_inner()) = seed;
+    }
+}
+
+/// TESTS ONLY: as [`deterministic_provider`], plus a handle to restart its
+/// random stream. The leaked allocations happen once per call, so callers
+/// should make one per thread (or process) and reset it.
+pub fn resettable_provider(seed: u64) -> (Arc<CryptoProvider>, SeedHandle) {
+    let (provider, rng) = seeded_provider(seed);
+    (provider, SeedHandle(rng))
 }

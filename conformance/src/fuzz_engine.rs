@@ -455,18 +455,8 @@ fn flight_piece(flight: &[Vec<u8>], b: u8) -> Vec<u8> {
     }
 }
 
-/// Run the engine over `data`; panics if an invariant breaks (tolerating the
-/// engine's known bugs, see [`run_strict`]).
+/// Run the engine over `data`; panics if an invariant breaks.
 pub fn run(data: &[u8]) -> Outcome {
-    run_with(data, false)
-}
-
-/// As [`run`], but known engine bugs fail too (for their regression tests).
-pub fn run_strict(data: &[u8]) -> Outcome {
-    run_with(data, true)
-}
-
-fn run_with(data: &[u8], strict: bool) -> Outcome {
     let fixture = tls_fixture();
     let provider = PROVIDER.with(|(p, seed)| {
         seed.reset(TLS_SEED);
@@ -629,7 +619,6 @@ fn run_with(data: &[u8], strict: bool) -> Outcome {
         while let Some(ev) = e.poll_event() {
             check_event(
                 &ev,
-                strict,
                 &mut alive,
                 &mut dead,
                 &mut streams,
@@ -652,7 +641,6 @@ fn run_with(data: &[u8], strict: bool) -> Outcome {
     while let Some(ev) = e.poll_event() {
         check_event(
             &ev,
-            strict,
             &mut alive,
             &mut dead,
             &mut streams,
@@ -677,20 +665,9 @@ fn run_with(data: &[u8], strict: bool) -> Outcome {
     out
 }
 
-/// Transitions the engine is known to report wrongly, tolerated here so the
-/// fuzzer (and CI) keeps looking for other failures; each has an ignored
-/// regression test in `conformance/tests/engine_fuzz.rs`.
-fn known_bug(prev: Option<StreamState>, next: StreamState) -> bool {
-    // A user timeout on an accepted HTTP/1.1 stream reports TIMEOUT; the next
-    // request then reports SERVER_TXN, which the reference table forbids
-    // after TIMEOUT (`known_bug_timeout_then_server_txn`).
-    prev == Some(StreamState::Timeout) && next == StreamState::ServerTxn
-}
-
 /// Check one event against what the harness knows of the streams.
 fn check_event(
     ev: &Event,
-    strict: bool,
     alive: &mut BTreeSet<StreamId>,
     dead: &mut BTreeSet<StreamId>,
     streams: &mut Vec<StreamId>,
@@ -723,7 +700,7 @@ fn check_event(
             out.trace.entry(stream).or_default().push(state);
             let prev = last.get(&stream).copied().flatten();
             assert!(
-                state.is_legal_after(prev) || (!strict && known_bug(prev, state)),
+                state.is_legal_after(prev),
                 "{stream}: illegal {prev:?} -> {state:?}"
             );
             // Policy-mapped (`User`) states are advisory: the lifecycle goes

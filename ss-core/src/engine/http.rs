@@ -862,9 +862,7 @@ impl Engine {
                     s.server_ack = None;
                     s.tx_len = None;
                 }
-                if !self.streams.get(&sid).is_some_and(|s| s.connected_reported) {
-                    self.emit_state(sid, StreamState::Connected, 0);
-                }
+                self.reconnected_for_txn(sid);
                 self.emit_state(sid, StreamState::ServerTxn, 0);
                 self.service_tx();
             }
@@ -889,6 +887,16 @@ impl Engine {
                 }
             }
             H1Event::Done { .. } | H1Event::ResponseHead { .. } => {}
+        }
+    }
+
+    /// A server transaction starts from CONNECTED: report it again when the
+    /// stream's last state cannot lead to SERVER_TXN / SERVER_UPGRADE (e.g.
+    /// after a TIMEOUT), so the sequence stays within the reference's table.
+    pub(super) fn reconnected_for_txn(&mut self, sid: StreamId) {
+        let last = self.streams.get(&sid).and_then(|s| s.last_state);
+        if !matches!(last, Some(StreamState::Connected | StreamState::ServerTxn)) {
+            self.emit_state(sid, StreamState::Connected, 0);
         }
     }
 

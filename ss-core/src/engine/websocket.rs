@@ -202,7 +202,8 @@ impl Engine {
         }
         self.timers.cancel(Timer::PoolIdle(conn));
         self.transmit(conn, ws::upgrade_response(key, protocol.as_deref()));
-        if !self.streams.get(&sid).is_some_and(|s| s.connected_reported) {
+        let last = self.streams.get(&sid).and_then(|s| s.last_state);
+        if last != Some(StreamState::Connected) {
             self.emit_state(sid, StreamState::Connected, 0);
         }
         self.emit_state(sid, StreamState::ServerUpgrade, 0);

@@ -32,6 +32,7 @@ struct Summary {
     echoed: u64,
     resends: u64,
     partial_echoes: u64,
+    greetings: u64,
     client_connections: u64,
     server_connections: u64,
     server_messages: u64,
@@ -49,6 +50,7 @@ impl Summary {
         self.echoed += r.echoed as u64;
         self.resends += r.resends as u64;
         self.partial_echoes += r.partial_echoes as u64;
+        self.greetings += r.greetings as u64;
         self.client_connections += r.client_connections as u64;
         self.server_connections += r.server_connections as u64;
         self.server_messages += r.server_messages as u64;
@@ -65,6 +67,7 @@ impl Summary {
         self.echoed += o.echoed;
         self.resends += o.resends;
         self.partial_echoes += o.partial_echoes;
+        self.greetings += o.greetings;
         self.client_connections += o.client_connections;
         self.server_connections += o.server_connections;
         self.server_messages += o.server_messages;
@@ -94,7 +97,7 @@ fn ws_many_seeds() {
     print!("{}", n.fault_table());
     println!(
         "  clients: {} ({} done, {} gave up); messages: {} ({} echoed, {} resent after a drop, \
-         {} echoes cut short); upgraded connections: {} seen by clients, {} by the server \
+         {} echoes cut short); greetings: {}; upgraded connections: {} seen by clients, {} by the server \
          ({} hung up by it); messages seen by the server: {}; connections: {}; steps: {}",
         total.clients,
         total.clients_done,
@@ -103,6 +106,7 @@ fn ws_many_seeds() {
         total.echoed,
         total.resends,
         total.partial_echoes,
+        total.greetings,
         total.client_connections,
         total.server_connections,
         total.hang_ups,
@@ -133,6 +137,7 @@ fn ws_many_seeds() {
             FaultKind::PartialWrite,
             FaultKind::Delay,
             FaultKind::AppDisconnect,
+            FaultKind::Coalesced,
         ]);
         assert!(missing.is_empty(), "no seed injected {missing:?}");
         assert!(n.tls_runs > seeds / 4 && n.tls_runs < seeds * 3 / 4);
@@ -140,6 +145,7 @@ fn ws_many_seeds() {
         assert!(total.hang_ups > 0, "the server never hung up");
         assert!(total.resends > 0, "no message was ever resent");
         assert!(total.partial_echoes > 0, "no echo was ever cut short");
+        assert!(total.greetings > 0, "no greeting was ever received");
         assert!(
             total.client_connections > total.clients,
             "clients should reconnect"

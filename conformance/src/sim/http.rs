@@ -145,6 +145,7 @@ impl HttpConfig {
             write_gap_ms: (0, r.range(0, 10)),
             delay: pct(&mut r, 0.3, 20, 200),
             delay_extra_ms: (50, r.range(100, 1500)),
+            coalesce: 0.0,
         };
         let n = r.range(1, 4) as usize;
         let clients = (0..n)

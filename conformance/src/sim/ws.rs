@@ -57,6 +57,9 @@ pub const SUBPROTOCOL: &str = "sim";
 pub const START: u64 = 1;
 /// What the server puts before every message it echoes.
 pub const ECHO_PREFIX: &[u8] = b"echo:";
+/// The message the server sends first on every connection it upgrades,
+/// with [`WsSimConfig::greeting`].
+pub const GREETING: &[u8] = b"hello:sim";
 
 /// One client node of the WebSocket scenario.
 #[derive(Clone, Debug, PartialEq)]
@@ -102,6 +105,10 @@ pub struct WsSimConfig {
     pub server_abort: f64,
     /// Most hang-ups by the server.
     pub server_max_aborts: u32,
+    /// The server sends [`GREETING`] as soon as it has upgraded a
+    /// connection (often in the same segment as its 101, with coalescing),
+    /// and clients expect it before any echo.
+    pub greeting: bool,
 }
 
 impl WsSimConfig {
@@ -131,6 +138,7 @@ impl WsSimConfig {
             tx_budget: 4096,
             server_abort: 0.0,
             server_max_aborts: 0,
+            greeting: seed % 2 == 1,
         }
     }
 
@@ -158,6 +166,7 @@ impl WsSimConfig {
             write_gap_ms: (0, r.range(0, 10)),
             delay: pct(&mut r, 0.3, 20, 200),
             delay_extra_ms: (50, r.range(100, 1500)),
+            coalesce: pct(&mut r, 0.5, 100, 800),
         };
         let n = r.range(1, 3) as usize;
         let clients = (0..n)
@@ -203,6 +212,7 @@ impl WsSimConfig {
             tx_budget: r.range(64, 8192) as usize,
             server_abort: pct(&mut r, 0.4, 30, 200),
             server_max_aborts: r.range(1, 4) as u32,
+            greeting: r.chance(0.5),
         }
     }
 
@@ -337,6 +347,7 @@ pub struct SrvConn {
 /// What the server's handlers share with the server app.
 struct SrvShared {
     rng: SimRng,
+    greeting: bool,
     abort: f64,
     aborts_left: u32,
     conns: Vec<SrvConn>,
@@ -369,6 +380,8 @@ struct Reply {
     cuts: Vec<usize>,
     /// Hang up instead of writing this piece.
     abort_before: Option<usize>,
+    /// This is the [`GREETING`], not an echo.
+    greeting: bool,
 }
 
 /// An accepted connection's handler: echo every message.
@@ -396,6 +409,16 @@ impl Handler for SrvHandler {
                     hung_up: false,
                 });
                 self.conn = Some(sh.conns.len() - 1);
+                if sh.greeting {
+                    self.queue.push_back(Reply {
+                        data: GREETING.to_vec(),
+                        cuts: vec![0, GREETING.len()],
+                        abort_before: None,
+                        greeting: true,
+                    });
+                    drop(sh);
+                    let _ = ctx.request_tx();
+                }
             }
             StreamState::ServerTxn => {
                 sh.notes.push(format!(
@@ -472,6 +495,7 @@ impl Handler for SrvHandler {
             data,
             cuts,
             abort_before,
+            greeting: false,
         });
         let _ = ctx.request_tx();
         SsRet::Ok
@@ -507,9 +531,12 @@ impl Handler for SrvHandler {
         self.piece += 1;
         if self.piece + 1 == r.cuts.len() {
             *flags |= Flags::EOM;
+            let greeting = r.greeting;
             self.queue.pop_front();
             self.piece = 0;
-            self.shared.borrow_mut().conns[ci].echoed += 1;
+            if !greeting {
+                self.shared.borrow_mut().conns[ci].echoed += 1;
+            }
         }
         if !self.queue.is_empty() {
             let _ = ctx.request_tx();
@@ -535,6 +562,7 @@ impl WsServer {
         WsServer {
             shared: Rc::new(RefCell::new(SrvShared {
                 rng: SimRng::new(derive_seed(cfg.seed, 300)),
+                greeting: cfg.greeting,
                 abort: cfg.server_abort,
                 aborts_left: cfg.server_max_aborts,
                 conns: vec![],
@@ -663,6 +691,12 @@ pub struct WsClient {
     /// The echo being received.
     rx: Vec<u8>,
     rx_in_msg: bool,
+    /// Expect [`GREETING`] first on every connection.
+    greeting: bool,
+    /// The greeting arrived on this connection.
+    greeted: bool,
+    /// Greetings received (one per connection that got that far).
+    pub greetings: u32,
     last: Option<StreamState>,
     /// CONNECTED reported (connections the client used).
     pub connections: u32,
@@ -674,8 +708,9 @@ pub struct WsClient {
 
 impl WsClient {
     /// Client node number `index` per `spec`; messages are binary per
-    /// `binary`, write cuts drawn from `seed`.
-    pub fn new(index: usize, spec: WsClientSpec, binary: bool, seed: u64) -> Self {
+    /// `binary`, write cuts drawn from `seed`; with `greeting`, every
+    /// connection must start with [`GREETING`].
+    pub fn new(index: usize, spec: WsClientSpec, binary: bool, greeting: bool, seed: u64) -> Self {
         let mut rng = SimRng::new(derive_seed(seed, 200 + index as u64));
         let msgs = spec
             .sizes
@@ -702,6 +737,9 @@ impl WsClient {
             piece: 0,
             rx: vec![],
             rx_in_msg: false,
+            greeting,
+            greeted: false,
+            greetings: 0,
             last: None,
             connections: 0,
             partial_echoes: 0,
@@ -747,6 +785,7 @@ impl WsClient {
                 self.piece = 0;
                 self.rx.clear();
                 self.rx_in_msg = false;
+                self.greeted = false;
                 if self.outcome == Outcome::Running {
                     cx.note(format!(
                         "client{}: {s} connected, (re)sending from message {} of {}",
@@ -856,6 +895,19 @@ impl WsClient {
         }
         self.rx_in_msg = false;
         let got = std::mem::take(&mut self.rx);
+        if self.greeting && !self.greeted {
+            self.greeted = true;
+            self.greetings += 1;
+            if got != GREETING {
+                cx.violation(format!(
+                    "{s}: the first message on the connection is not the greeting: {} bytes \
+                     starting {:?}",
+                    got.len(),
+                    String::from_utf8_lossy(&got[..got.len().min(24)]),
+                ));
+            }
+            return;
+        }
         let k = self.echoed;
         if k >= self.msgs.len() {
             return cx.violation(format!(
@@ -975,6 +1027,8 @@ pub struct WsReport {
     pub resends: usize,
     /// Echoes cut short by a drop.
     pub partial_echoes: usize,
+    /// Greetings the clients received.
+    pub greetings: usize,
     /// Connections the clients saw upgraded (CONNECTED).
     pub client_connections: usize,
     /// Upgraded connections the server saw.
@@ -1017,7 +1071,7 @@ impl WsReport {
             .collect();
         format!(
             "seed {} ({}, {}): {} clients ({} done, {} gave up), {}/{} messages echoed, \
-             {} resent, {} partial echoes, {} client / {} server connections upgraded, \
+             {} resent, {} partial echoes, {} greetings, {} client / {} server connections upgraded, \
              {} messages seen by the server, {} hang-ups, {} connections, quiet at {:?}, \
              {} steps, faults [{}], {} violations",
             self.seed,
@@ -1030,6 +1084,7 @@ impl WsReport {
             self.messages,
             self.resends,
             self.partial_echoes,
+            self.greetings,
             self.client_connections,
             self.server_connections,
             self.server_messages,
@@ -1076,7 +1131,7 @@ impl WsSim {
         let mut clients = vec![];
         for (i, spec) in cfg.clients.iter().enumerate() {
             let engine = new_engine(client_policy(cfg, spec), engine_config(cfg, 1 + i as u64));
-            let app = WsClient::new(i, spec.clone(), cfg.binary, cfg.seed);
+            let app = WsClient::new(i, spec.clone(), cfg.binary, cfg.greeting, cfg.seed);
             clients.push(sim.add_node(&format!("client{i}"), Stack::Engine(engine), Box::new(app)));
         }
         sim.schedule_wake(server, Duration::ZERO, START);
@@ -1130,6 +1185,7 @@ impl WsSim {
             echoed: apps.iter().map(|a| a.echoed).sum(),
             resends: apps.iter().map(|a| a.resends() as usize).sum(),
             partial_echoes: apps.iter().map(|a| a.partial_echoes as usize).sum(),
+            greetings: apps.iter().map(|a| a.greetings as usize).sum(),
             client_connections: apps.iter().map(|a| a.connections as usize).sum(),
             server_connections: conns.len(),
             server_messages: conns.iter().map(|c| c.messages.len()).sum(),

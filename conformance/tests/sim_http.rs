@@ -5,9 +5,9 @@
 //! `SIM_SEED=N cargo test -p conformance --test sim_http replay -- --nocapture`
 
 use conformance::sim::http::{run_http, HttpConfig, HttpReport};
+use conformance::sim::shared::{sweep, FaultTally};
 use conformance::sim::{FaultKind, TraceKind};
 use ss_core::StreamState;
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// Seeds run by `http_many_seeds`; `SIM_SEEDS=N` runs more (or fewer).
@@ -23,11 +23,7 @@ fn seed_count() -> u64 {
 /// Aggregates over many runs.
 #[derive(Default)]
 struct Summary {
-    runs: u64,
-    tls_runs: u64,
-    seeds_with_fault: BTreeMap<FaultKind, u64>,
-    faults: BTreeMap<FaultKind, u64>,
-    connections: u64,
+    net: FaultTally,
     clients: u64,
     clients_done: u64,
     clients_gave_up: u64,
@@ -36,19 +32,11 @@ struct Summary {
     requests: u64,
     busy: u64,
     hang_ups: u64,
-    steps: u64,
-    failures: Vec<(u64, Vec<String>)>,
 }
 
 impl Summary {
     fn add(&mut self, r: &HttpReport) {
-        self.runs += 1;
-        self.tls_runs += u64::from(r.tls);
-        for (k, n) in &r.stats.faults {
-            *self.seeds_with_fault.entry(*k).or_default() += 1;
-            *self.faults.entry(*k).or_default() += n;
-        }
-        self.connections += r.stats.links;
+        self.net.add(r.seed, r.tls, &r.stats, &r.violations);
         self.clients += r.clients as u64;
         self.clients_done += r.clients_done as u64;
         self.clients_gave_up += r.clients_gave_up as u64;
@@ -57,22 +45,10 @@ impl Summary {
         self.requests += r.requests as u64;
         self.busy += r.busy as u64;
         self.hang_ups += r.hang_ups as u64;
-        self.steps += r.stats.steps;
-        if !r.ok() {
-            self.failures.push((r.seed, r.violations.clone()));
-        }
     }
 
     fn merge(&mut self, o: Summary) {
-        self.runs += o.runs;
-        self.tls_runs += o.tls_runs;
-        for (k, n) in o.seeds_with_fault {
-            *self.seeds_with_fault.entry(k).or_default() += n;
-        }
-        for (k, n) in o.faults {
-            *self.faults.entry(k).or_default() += n;
-        }
-        self.connections += o.connections;
+        self.net.merge(o.net);
         self.clients += o.clients;
         self.clients_done += o.clients_done;
         self.clients_gave_up += o.clients_gave_up;
@@ -81,8 +57,6 @@ impl Summary {
         self.requests += o.requests;
         self.busy += o.busy;
         self.hang_ups += o.hang_ups;
-        self.steps += o.steps;
-        self.failures.extend(o.failures);
     }
 }
 
@@ -99,33 +73,22 @@ fn config(seed: u64, calm_mid_txn: bool) -> HttpConfig {
     cfg
 }
 
-fn run_seeds(seeds: impl Iterator<Item = u64>, calm_mid_txn: bool) -> Summary {
-    let mut s = Summary::default();
-    for seed in seeds {
-        s.add(&run_http(&config(seed, calm_mid_txn)));
-    }
-    s
-}
-
 /// Every seed as drawn: connection faults, resets mid-transaction, server
 /// 503s and hang-ups, plain and TLS.
 #[test]
 fn http_many_seeds() {
-    sweep(false);
+    run_sweep(false);
 }
 
-fn sweep(calm_mid_txn: bool) {
+fn run_sweep(calm_mid_txn: bool) {
     let t0 = Instant::now();
     let seeds = seed_count();
-    // Two threads, interleaved seeds; each run is single-threaded and deterministic.
-    let mut total = std::thread::scope(|sc| {
-        let a = sc.spawn(|| run_seeds((0..seeds).step_by(2), calm_mid_txn));
-        let b = sc.spawn(|| run_seeds((1..seeds).step_by(2), calm_mid_txn));
-        let mut s = a.join().expect("thread a");
-        s.merge(b.join().expect("thread b"));
-        s
-    });
-    total.failures.sort_by_key(|f| f.0);
+    let total = sweep(
+        seeds,
+        |seed, s: &mut Summary| s.add(&run_http(&config(seed, calm_mid_txn))),
+        Summary::merge,
+    );
+    let n = &total.net;
     println!(
         "http simulation{}: {} seeds ({} over TLS) in {:.2?} (wall clock)",
         if calm_mid_txn {
@@ -133,19 +96,11 @@ fn sweep(calm_mid_txn: bool) {
         } else {
             ""
         },
-        total.runs,
-        total.tls_runs,
+        n.runs,
+        n.tls_runs,
         t0.elapsed()
     );
-    println!("  faults (seeds that saw it / total injected):");
-    for k in FaultKind::ALL {
-        println!(
-            "    {:<18} {:>5} seeds {:>7} total",
-            k.name(),
-            total.seeds_with_fault.get(&k).copied().unwrap_or(0),
-            total.faults.get(&k).copied().unwrap_or(0)
-        );
-    }
+    print!("{}", n.fault_table());
     println!(
         "  clients: {} ({} done, {} gave up); transactions: {} ({} acknowledged); \
          requests seen by the server: {} ({} answered 503, {} hung up); connections: {}; steps: {}",
@@ -157,30 +112,28 @@ fn sweep(calm_mid_txn: bool) {
         total.requests,
         total.busy,
         total.hang_ups,
-        total.connections,
-        total.steps
+        n.connections,
+        n.steps
     );
-    for (seed, v) in total.failures.iter().take(10) {
-        let env = if calm_mid_txn {
-            "SIM_CALM_MID_TXN=1 "
-        } else {
-            ""
-        };
-        println!(
-            "seed {seed} FAILED (replay: {env}SIM_SEED={seed} cargo test -p conformance --test sim_http replay -- --nocapture)"
-        );
-        for line in v.iter().take(5) {
-            println!("    {line}");
-        }
-    }
+    let env = if calm_mid_txn {
+        "SIM_CALM_MID_TXN=1 "
+    } else {
+        ""
+    };
+    print!(
+        "{}",
+        n.failure_list(10, |seed| format!(
+            "{env}SIM_SEED={seed} cargo test -p conformance --test sim_http replay -- --nocapture"
+        ))
+    );
     assert!(
-        total.failures.is_empty(),
+        n.failures.is_empty(),
         "{} of {} seeds broke invariants; first: {:?}",
-        total.failures.len(),
-        total.runs,
-        total.failures.first().map(|f| f.0)
+        n.failures.len(),
+        n.runs,
+        n.failures.first().map(|f| f.0)
     );
-    assert_eq!(total.runs, seeds);
+    assert_eq!(n.runs, seeds);
     if seeds >= 200 {
         let mut kinds = vec![
             FaultKind::Refused,
@@ -194,13 +147,9 @@ fn sweep(calm_mid_txn: bool) {
             assert!(total.busy > 0, "the server never answered 503");
             assert!(total.hang_ups > 0, "the server never hung up");
         }
-        for k in kinds {
-            assert!(
-                total.seeds_with_fault.get(&k).copied().unwrap_or(0) > 0,
-                "no seed injected {k}"
-            );
-        }
-        assert!(total.tls_runs > seeds / 4 && total.tls_runs < seeds * 3 / 4);
+        let missing = n.missing(&kinds);
+        assert!(missing.is_empty(), "no seed injected {missing:?}");
+        assert!(n.tls_runs > seeds / 4 && n.tls_runs < seeds * 3 / 4);
         assert!(
             total.clients_gave_up > 0,
             "some clients should exhaust their retries"

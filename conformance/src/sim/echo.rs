@@ -210,6 +210,7 @@ impl EchoConfig {
             write_gap_ms: (0, r.range(0, 10)),
             delay: pct(&mut r, 0.4, 20, 200),
             delay_extra_ms: (50, r.range(100, 1500)),
+            coalesce: 0.0,
         };
         let n = r.range(1, 3) as usize;
         let clients = (0..n)

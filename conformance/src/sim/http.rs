@@ -9,7 +9,7 @@
 //! `503` instead, hangs up before answering, or hangs up in the middle of
 //! the response (`DisconnectMe`), so the clients' retry paths run.
 //!
-//! Clients are bare [`Engine`]s driven by [`HttpClient`]: one h1 POST stream
+//! Clients are bare [`Engine`](ss_core::Engine)s driven by [`HttpClient`]: one h1 POST stream
 //! each, running its transactions in order: `request_tx_len(len)`, the body
 //! in one to three writes on `Writable` (the last with EOM; the first
 //! `Writable` comes while the stream is still CONNECTING, as in the
@@ -27,31 +27,23 @@
 //! and [`Sim`] itself checks state transitions, event order and leaks.
 
 use super::net::{derive_seed, App, AppCx, FaultConfig, NodeId, Sim, SimRng, Stack, Stats};
+use super::shared::{self, new_engine, retry_policy, server_endpoint};
+pub use super::shared::{tls_certs, TlsCerts, SERVER_IP, SERVER_NAME, UNIX_TIME};
 use super::trace::{Fault, FaultKind, TraceEntry};
 use crate::tls_provider::deterministic_provider;
-use ss_core::policy::{Cert, MetadataDecl, Policy, Protocol, StreamType, TrustStore};
+use ss_core::policy::{MetadataDecl, Policy, Protocol, StreamType};
 use ss_core::{
-    Engine, EngineConfig, Event, Flags, Handler, Host, RetryPolicy, SsRet, StreamCtx, StreamId,
-    StreamState,
+    EngineConfig, Event, Flags, Handler, Host, RetryPolicy, SsRet, StreamCtx, StreamId, StreamState,
 };
 use std::any::Any;
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr};
 use std::rc::Rc;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 /// The port the HTTP server listens on.
 pub const PORT: u16 = 8080;
-/// The server's DNS name (also in the TLS certificate).
-pub const SERVER_NAME: &str = "server.sim";
-/// The server node's address (the first node made).
-pub const SERVER_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
-/// Wall-clock time every engine is told (2025-01-01), inside the
-/// certificates' validity; TLS needs it to check them.
-pub const UNIX_TIME: u64 = 1_735_689_600;
 /// Wake-up tag: make the server stream, or the client's stream.
 pub const START: u64 = 1;
 
@@ -153,6 +145,7 @@ impl HttpConfig {
             write_gap_ms: (0, r.range(0, 10)),
             delay: pct(&mut r, 0.3, 20, 200),
             delay_extra_ms: (50, r.range(100, 1500)),
+            coalesce: 0.0,
         };
         let n = r.range(1, 4) as usize;
         let clients = (0..n)
@@ -224,90 +217,13 @@ pub fn response_for(body: &[u8]) -> Vec<u8> {
     r
 }
 
-/// The Ed25519 CA and leaf certificates (DER) and the leaf's PKCS#8 key, made
-/// from fixed key seeds, so every run (and every process) gets the same bytes.
-/// The leaf names [`SERVER_NAME`] and [`SERVER_IP`].
-pub struct TlsCerts {
-    /// The CA certificate.
-    pub ca: Vec<u8>,
-    /// The server's certificate, issued by the CA.
-    pub leaf: Vec<u8>,
-    /// The server's private key (PKCS#8 v1, Ed25519).
-    pub leaf_key: Vec<u8>,
-}
-
-/// An Ed25519 PKCS#8 v1 document for the 32-byte private key `seed`.
-fn ed25519_pkcs8(seed: [u8; 32]) -> Vec<u8> {
-    // SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING seed } }
-    let mut der = vec![
-        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
-        0x20,
-    ];
-    der.extend_from_slice(&seed);
-    der
-}
-
-/// The scenario's certificates, made once per process (deterministically).
-pub fn tls_certs() -> &'static TlsCerts {
-    static CERTS: OnceLock<TlsCerts> = OnceLock::new();
-    CERTS.get_or_init(|| {
-        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, PKCS_ED25519};
-        let key = |b: u8| {
-            let der = ed25519_pkcs8([b; 32]);
-            KeyPair::from_pkcs8_der_and_sign_algo(&der.as_slice().into(), &PKCS_ED25519)
-                .expect("an Ed25519 key from a fixed seed")
-        };
-        let ca_key = key(0xca);
-        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name.push(DnType::CommonName, "sim CA");
-        let ca_cert = ca.self_signed(&ca_key).expect("self-signed CA");
-        let leaf_key = key(0x1e);
-        let mut leaf = CertificateParams::new(vec![SERVER_NAME.to_string(), SERVER_IP.to_string()])
-            .expect("leaf params");
-        leaf.distinguished_name
-            .push(DnType::CommonName, SERVER_NAME);
-        let leaf_cert = leaf
-            .signed_by(&leaf_key, &ca_cert, &ca_key)
-            .expect("leaf signed by the CA");
-        TlsCerts {
-            ca: ca_cert.der().to_vec(),
-            leaf: leaf_cert.der().to_vec(),
-            leaf_key: leaf_key.serialize_der(),
-        }
-    })
-}
-
 /// The retry policy every engine in the run uses.
 fn retry(cfg: &HttpConfig) -> RetryPolicy {
-    RetryPolicy {
-        name: "sim".into(),
-        backoff_ms: cfg.backoff_ms.clone(),
-        conceal: cfg.conceal,
-        jitter_pc: Some(cfg.jitter_pc),
-        svalidping_s: None,
-        svalidhup_s: None,
-    }
+    retry_policy(&cfg.backoff_ms, cfg.conceal, cfg.jitter_pc)
 }
 
-fn with_tls(cfg: &HttpConfig, mut p: Policy) -> Policy {
-    if cfg.tls {
-        let c = tls_certs();
-        let cert = |name: &str, der: &[u8]| Cert {
-            name: name.into(),
-            der: der.to_vec(),
-        };
-        p.certs = vec![
-            cert("ca", &c.ca),
-            cert("leaf", &c.leaf),
-            cert("leaf_key", &c.leaf_key),
-        ];
-        p.trust_stores = vec![TrustStore {
-            name: "sim_ts".into(),
-            stack: vec!["ca".into()],
-        }];
-    }
-    p
+fn with_tls(cfg: &HttpConfig, p: Policy) -> Policy {
+    shared::with_tls(cfg.tls, p)
 }
 
 fn mime() -> Vec<MetadataDecl> {
@@ -343,11 +259,7 @@ pub fn server_policy(cfg: &HttpConfig) -> Policy {
 /// A client node's policy: an h1 client streamtype `post` (POST to `/t`)
 /// reaching the server, not opportunistic, retrying per the run's policy.
 pub fn client_policy(cfg: &HttpConfig, spec: &HttpClientSpec) -> Policy {
-    let endpoint = if spec.use_dns {
-        SERVER_NAME.to_string()
-    } else {
-        SERVER_IP.to_string()
-    };
+    let endpoint = server_endpoint(spec.use_dns);
     let mut st = StreamType {
         name: "post".into(),
         endpoint: Some(endpoint),
@@ -384,12 +296,6 @@ fn engine_config(cfg: &HttpConfig, node: u64) -> EngineConfig {
             .then(|| deterministic_provider(derive_seed(cfg.seed, 500 + node))),
         ..Default::default()
     }
-}
-
-fn new_engine(policy: Policy, config: EngineConfig) -> Engine {
-    let mut e = Engine::new(policy, config);
-    e.set_unix_time(UNIX_TIME);
-    e
 }
 
 // ----- server ------------------------------------------------------------
@@ -1071,7 +977,7 @@ pub struct HttpSim {
     pub sim: Sim,
     /// The server node (an [`HttpServer`] on a [`Host`]).
     pub server: NodeId,
-    /// The client nodes (an [`HttpClient`] each, on a bare [`Engine`]).
+    /// The client nodes (an [`HttpClient`] each, on a bare [`Engine`](ss_core::Engine)).
     pub clients: Vec<NodeId>,
 }
 

@@ -9,14 +9,22 @@
 //!   every fault, with virtual time.
 //! * [`echo`]: the raw echo scenario and its invariants.
 //! * [`http`]: the HTTP/1.1 scenario (plain and over TLS) and its invariants.
+//! * [`ws`]: the WebSocket scenario (`ws` and `wss`): echoed messages across
+//!   drops and reconnections, and its invariants.
+//! * [`shared`]: what the client/server scenarios share (TLS certificates,
+//!   policy helpers, the seed sweep and its fault tally).
 //!
 //! Replay a seed: `SIM_SEED=N cargo test -p conformance --test sim replay -- --nocapture`
-//! (echo) or `SIM_SEED=N cargo test -p conformance --test sim_http replay -- --nocapture`.
+//! (echo), `SIM_SEED=N cargo test -p conformance --test sim_http replay -- --nocapture`
+//! (HTTP) or `SIM_SEED=N cargo test -p conformance --test sim_ws replay -- --nocapture`
+//! (WebSocket).
 
 pub mod echo;
 pub mod http;
 pub mod net;
+pub mod shared;
 pub mod trace;
+pub mod ws;
 
 pub use echo::{run_echo, ClientSpec, EchoConfig, EchoReport, EchoSim, StartMode};
 pub use net::{

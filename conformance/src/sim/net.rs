@@ -138,7 +138,14 @@ pub struct FaultConfig {
     pub delay: f64,
     /// The extra delay, in milliseconds.
     pub delay_extra_ms: (u64, u64),
+    /// Chance a segment delivered takes along the segments right behind it
+    /// on the same direction (those due within [`COALESCE_WINDOW`], up to a
+    /// close), delivered as one `handle_data`, as TCP merges writes.
+    pub coalesce: f64,
 }
+
+/// How far ahead a coalesced delivery looks for segments to take along.
+pub const COALESCE_WINDOW: Duration = Duration::from_millis(20);
 
 impl FaultConfig {
     /// No faults, 1 ms latency, no bandwidth limit.
@@ -155,6 +162,7 @@ impl FaultConfig {
             write_gap_ms: (0, 5),
             delay: 0.0,
             delay_extra_ms: (50, 1500),
+            coalesce: 0.0,
         }
     }
 }
@@ -869,6 +877,10 @@ impl Sim {
                     self.reset_link(link);
                     return;
                 }
+                let mut data = data;
+                if self.rng.chance(self.faults.coalesce) {
+                    self.coalesce(link, to, &mut data);
+                }
                 let Some(l) = self.links.get_mut(&link) else {
                     return;
                 };
@@ -1393,6 +1405,38 @@ impl Sim {
             l.write_free[side] = free;
             l.last_arrival[1 - side] = last;
         }
+    }
+
+    /// Append to `data` the segments queued right behind it towards side
+    /// `to` of `link` (due within [`COALESCE_WINDOW`], before any close), and
+    /// take them off the queue.
+    fn coalesce(&mut self, link: LinkId, to: usize, data: &mut Vec<u8>) {
+        let until = self.now + COALESCE_WINDOW;
+        let mut taken = vec![];
+        for (k, ev) in self.queue.range(..=(until, u64::MAX)) {
+            match ev {
+                Ev::Segment { link: l, to: t, .. } if *l == link && *t == to => taken.push(*k),
+                Ev::Fin { link: l, to: t } if *l == link && *t == to => break,
+                _ => {}
+            }
+        }
+        if taken.is_empty() {
+            return;
+        }
+        for k in &taken {
+            if let Some(Ev::Segment { data: d, .. }) = self.queue.remove(k) {
+                data.extend_from_slice(&d);
+            }
+        }
+        let node = self.links[&link].ends[to].0;
+        self.fault(
+            node,
+            Fault::Coalesced {
+                link,
+                segments: taken.len() + 1,
+                len: data.len(),
+            },
+        );
     }
 
     fn close(&mut self, node: NodeId, conn: ConnId) {

@@ -33,11 +33,13 @@ pub enum FaultKind {
     /// An application destroyed a stream mid-stream (`destroy`, `DestroyMe`,
     /// or destroying from inside a callback).
     AppDestroy,
+    /// Segments in flight were delivered together, as one `handle_data`.
+    Coalesced,
 }
 
 impl FaultKind {
     /// Every fault kind, in order.
-    pub const ALL: [FaultKind; 9] = [
+    pub const ALL: [FaultKind; 10] = [
         FaultKind::Refused,
         FaultKind::DnsFailure,
         FaultKind::Blackhole,
@@ -47,6 +49,7 @@ impl FaultKind {
         FaultKind::ServerRestart,
         FaultKind::AppDisconnect,
         FaultKind::AppDestroy,
+        FaultKind::Coalesced,
     ];
 
     /// A short name for summaries.
@@ -61,6 +64,7 @@ impl FaultKind {
             FaultKind::ServerRestart => "server-restart",
             FaultKind::AppDisconnect => "app-disconnect",
             FaultKind::AppDestroy => "app-destroy",
+            FaultKind::Coalesced => "coalesced",
         }
     }
 }
@@ -133,6 +137,15 @@ pub enum Fault {
         /// The stream destroyed.
         stream: StreamId,
     },
+    /// `segments` segments on `link` were delivered as one of `len` bytes.
+    Coalesced {
+        /// The link.
+        link: LinkId,
+        /// Segments merged (the one due and those taken along).
+        segments: usize,
+        /// Bytes delivered at once.
+        len: usize,
+    },
 }
 
 impl Fault {
@@ -148,6 +161,7 @@ impl Fault {
             Fault::ServerRestart { .. } => FaultKind::ServerRestart,
             Fault::AppDisconnect { .. } => FaultKind::AppDisconnect,
             Fault::AppDestroy { .. } => FaultKind::AppDestroy,
+            Fault::Coalesced { .. } => FaultKind::Coalesced,
         }
     }
 }
@@ -175,6 +189,14 @@ impl fmt::Display for Fault {
             }
             Fault::AppDisconnect { stream } => write!(f, "FAULT app-disconnect {stream}"),
             Fault::AppDestroy { stream } => write!(f, "FAULT app-destroy {stream}"),
+            Fault::Coalesced {
+                link,
+                segments,
+                len,
+            } => write!(
+                f,
+                "FAULT coalesced {link}: {segments} segments, {len} bytes"
+            ),
         }
     }
 }

@@ -9,12 +9,17 @@
 mod nginx;
 mod pki;
 mod pyedge;
+mod wspeer;
 
 pub use nginx::{
     big_bin_byte, big_bin_content, Nginx, NginxOpts, BIG_BIN_LEN, ECHO_MODULE, INDEX_HTML,
 };
 pub use pki::{CaCert, LeafCert, TestPki};
 pub use pyedge::{edge_body, edge_byte, PyEdge};
+pub use wspeer::{
+    ws_big_byte, ws_client, ws_peer_script, WsClientOpts, WsClientRun, WsPeer, WsServerOpts,
+    WS_PYTHON,
+};
 
 use std::fs;
 use std::io::{Read, Write};

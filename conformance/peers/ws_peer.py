@@ -19,7 +19,7 @@ Endpoints, by request path:
                               then echo
 
 Client mode (`client --url U [--subprotocol S] [--cafile F] [--close-code C]
---steps JSON`): connects (10 s bound on everything), runs the steps, prints
+--steps JSON|-`, `-` reading the JSON from stdin): connects (10 s bound on everything), runs the steps, prints
 one JSON line per step and a final {"closed": ...} line, and exits 0. Steps:
 
   {"text": "hi"}                 send a text message, wait for the echo
@@ -118,7 +118,7 @@ async def client(args):
     if args.url.startswith("wss:"):
         ctx = ssl.create_default_context(cafile=args.cafile)
     subs = [args.subprotocol] if args.subprotocol else None
-    steps = json.loads(args.steps or "[]")
+    steps = json.loads(sys.stdin.read() if args.steps == "-" else (args.steps or "[]"))
     async with websockets.connect(args.url, ssl=ctx, subprotocols=subs,
                                   max_size=None, open_timeout=10,
                                   close_timeout=10) as ws:

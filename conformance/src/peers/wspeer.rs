@@ -7,8 +7,9 @@
 
 use super::{PeerProcess, TestPki};
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus};
+use std::process::{Command, ExitStatus, Stdio};
 
 /// The interpreter the peer runs on.
 pub const WS_PYTHON: &str = "/usr/bin/python3";
@@ -162,7 +163,7 @@ pub fn ws_client(url: &str, opts: &WsClientOpts) -> WsClientRun {
         .arg("--url")
         .arg(url)
         .arg("--steps")
-        .arg(&opts.steps)
+        .arg("-")
         .arg("--close-code")
         .arg(opts.close_code.unwrap_or(1000).to_string());
     if let Some(p) = &opts.subprotocol {
@@ -171,7 +172,19 @@ pub fn ws_client(url: &str, opts: &WsClientOpts) -> WsClientRun {
     if let Some(f) = &opts.cafile {
         cmd.arg("--cafile").arg(f);
     }
-    let out = cmd.output().expect("run ws_peer.py client");
+    // The steps go through stdin: a large message would not fit in argv.
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("run ws_peer.py client");
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(opts.steps.as_bytes())
+            .expect("steps to ws_peer.py client");
+    }
+    let out = child
+        .wait_with_output()
+        .expect("wait for ws_peer.py client");
     WsClientRun {
         status: out.status,
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -197,7 +197,7 @@ fn show_expect(e: &Expect) -> String {
                 .iter()
                 .map(u16::to_string)
                 .collect::<Vec<_>>()
-                .join("|")
+                .join(" or ")
         )),
     }
     s.join(", ")

@@ -183,14 +183,9 @@ async fn tt_server() -> u16 {
                     return;
                 };
                 while let Some(Ok(m)) = ws.next().await {
-                    match m {
-                        Message::Binary(_) | Message::Text(_) => {
-                            if ws.send(m).await.is_err() {
-                                return;
-                            }
-                        }
-                        Message::Close(_) => return,
-                        _ => {}
+                    let echo = matches!(m, Message::Binary(_) | Message::Text(_));
+                    if matches!(m, Message::Close(_)) || (echo && ws.send(m).await.is_err()) {
+                        return;
                     }
                 }
             });

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine with the Rust toolchain.
 # Idempotent; run by .ci/run before the tests. Third-party peers used by the
-# conformance tests (nginx, python3, openssl, mosquitto; later nghttp2, python
-# websockets) are installed here: the tests start their own instances on
+# conformance tests (nginx, python3, openssl, curl, mosquitto, python websockets;
+# later nghttp2) are installed here: the tests start their own instances on
 # loopback and fail (never skip) when a peer is missing.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -16,6 +16,10 @@ have openssl || need+=(openssl)
 have curl || need+=(curl)
 # The tests run the system python3 (stdlib only); /usr/bin/python3 is enough.
 [ -x /usr/bin/python3 ] || have python3 || need+=(python3)
+# Python websockets is the third-party WebSocket peer (conformance/peers/ws_peer.py,
+# conformance/tests/ws_peers.rs); Debian's package goes with /usr/bin/python3,
+# which is what the tests run (a pyenv python3 on PATH would not see it).
+/usr/bin/python3 -c 'import websockets' >/dev/null 2>&1 || need+=(python3-websockets)
 nginx_pkg=""
 if ! have nginx; then
   need+=(__nginx__)

@@ -10,6 +10,7 @@ mod mosquitto;
 mod nginx;
 mod pki;
 mod pyedge;
+mod wspeer;
 
 pub use mosquitto::{Mosquitto, MosquittoOpts, MosquittoSub};
 pub use nginx::{
@@ -17,6 +18,10 @@ pub use nginx::{
 };
 pub use pki::{CaCert, LeafCert, TestPki};
 pub use pyedge::{edge_body, edge_byte, PyEdge};
+pub use wspeer::{
+    ws_big_byte, ws_client, ws_peer_script, WsClientOpts, WsClientRun, WsPeer, WsServerOpts,
+    WS_PYTHON,
+};
 
 use std::fs;
 use std::io::{Read, Write};

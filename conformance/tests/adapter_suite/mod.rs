@@ -717,6 +717,237 @@ fn h1_echo_with<D: Driver>(policy: Policy) {
     assert_eq!(*log.borrow(), ["GET /hello", "POST /echo"], "[{}]", D::NAME);
 }
 
+/// The WebSocket scenario's policy: an h1 server stream upgrading requests
+/// for subprotocol `echo`, and a `ws` client of it (port set once it listens).
+const WS_POLICY: &str = r#"{
+  "retry": [{"suite": {"backoff": [100], "conceal": 1, "jitterpc": 0}}],
+  "s": [
+    {"wssrv": {"server": true, "protocol": "h1", "endpoint": "127.0.0.1", "port": 0,
+               "ws_subprotocol": "echo", "ws_binary": true}},
+    {"wscli": {"protocol": "ws", "endpoint": "127.0.0.1", "port": 0, "retry": "suite",
+               "http_url": "/ws", "ws_subprotocol": "echo", "ws_binary": true,
+               "opportunistic": true}}
+  ]
+}"#;
+
+/// What a WebSocket stream saw: states and (payload, flags) pieces.
+#[derive(Default)]
+struct WsSeen {
+    states: Vec<StreamState>,
+    rx: Vec<(Vec<u8>, Flags)>,
+}
+
+/// Complete messages of `rx`, checking SOM starts and EOM ends each one.
+fn ws_messages(rx: &[(Vec<u8>, Flags)]) -> Vec<Vec<u8>> {
+    let mut out = vec![];
+    let mut cur: Option<Vec<u8>> = None;
+    for (d, f) in rx {
+        if f.contains(Flags::SOM) {
+            assert!(cur.is_none(), "SOM inside a message");
+            cur = Some(vec![]);
+        }
+        cur.as_mut().expect("payload outside a message").extend(d);
+        if f.contains(Flags::EOM) {
+            out.extend(cur.take());
+        }
+    }
+    out
+}
+
+/// Our ws client: sends `msgs` one after the other (each message in
+/// budget-sized pieces) once CONNECTED; records what comes back.
+struct WsClient {
+    seen: Rc<RefCell<WsSeen>>,
+    msgs: Vec<Vec<u8>>,
+    next: usize,
+    off: usize,
+}
+
+impl Handler for WsClient {
+    fn rx(&mut self, _ctx: &mut StreamCtx<'_>, data: &[u8], flags: Flags) -> SsRet {
+        self.seen.borrow_mut().rx.push((data.to_vec(), flags));
+        SsRet::Ok
+    }
+
+    fn tx(
+        &mut self,
+        ctx: &mut StreamCtx<'_>,
+        buf: &mut Vec<u8>,
+        budget: usize,
+        flags: &mut Flags,
+    ) -> SsRet {
+        let Some(msg) = self.msgs.get(self.next) else {
+            return SsRet::TxDontSend;
+        };
+        let r = write_piece(ctx, msg, &mut self.off, buf, budget, flags);
+        if flags.contains(Flags::EOM) {
+            self.next += 1;
+            self.off = 0;
+            if self.next < self.msgs.len() {
+                let _ = ctx.request_tx();
+            }
+        }
+        r
+    }
+
+    fn state(&mut self, ctx: &mut StreamCtx<'_>, state: StreamState, _ack: u32) -> SsRet {
+        self.seen.borrow_mut().states.push(state);
+        if state == StreamState::Connected {
+            let _ = ctx.request_tx();
+        }
+        SsRet::Ok
+    }
+}
+
+/// An accepted WebSocket connection echoing each piece with its SOM/EOM,
+/// recording its states.
+struct WsEcho {
+    states: Rc<RefCell<Vec<StreamState>>>,
+    pending: std::collections::VecDeque<(Vec<u8>, Flags)>,
+}
+
+impl Handler for WsEcho {
+    fn rx(&mut self, ctx: &mut StreamCtx<'_>, data: &[u8], flags: Flags) -> SsRet {
+        self.pending.push_back((data.to_vec(), flags));
+        let _ = ctx.request_tx();
+        SsRet::Ok
+    }
+
+    fn tx(
+        &mut self,
+        ctx: &mut StreamCtx<'_>,
+        buf: &mut Vec<u8>,
+        budget: usize,
+        flags: &mut Flags,
+    ) -> SsRet {
+        let Some((mut data, f)) = self.pending.pop_front() else {
+            return SsRet::TxDontSend;
+        };
+        let budget = budget.max(1);
+        *flags = f;
+        if data.len() > budget {
+            let rest = data.split_off(budget);
+            self.pending.push_front((rest, Flags(f.0 & !Flags::SOM.0)));
+            *flags = Flags(f.0 & !Flags::EOM.0);
+        }
+        buf.extend_from_slice(&data);
+        if !self.pending.is_empty() {
+            let _ = ctx.request_tx();
+        }
+        SsRet::Ok
+    }
+
+    fn state(&mut self, _ctx: &mut StreamCtx<'_>, state: StreamState, _ack: u32) -> SsRet {
+        self.states.borrow_mut().push(state);
+        SsRet::Ok
+    }
+}
+
+/// Our WebSocket server (an h1 server stream with `ws_subprotocol`) and our
+/// ws client on one driver: three binary messages (a small one, one larger
+/// than a write budget, an empty one) echoed with their SOM/EOM boundaries;
+/// the accepted stream reports SERVER_UPGRADE, and the client's disconnect
+/// (a Close) ends it with DISCONNECTED.
+pub fn ws_echo<D: Driver>() {
+    let mut d: D = driver(Policy::parse(WS_POLICY).expect("ws policy"));
+    let srv_states = Rc::new(RefCell::new(Vec::new()));
+    let now = d.now();
+    let st = srv_states.clone();
+    let server = d
+        .host()
+        .create_server(
+            now,
+            "wssrv",
+            Box::new(Listener),
+            Box::new(move |_| {
+                Box::new(WsEcho {
+                    states: st.clone(),
+                    pending: Default::default(),
+                })
+            }),
+        )
+        .expect("create ws server stream");
+    assert!(
+        d.run_until(WAIT, &mut |h| h.listening(server).is_some()),
+        "[{}] ws server never reported listening",
+        D::NAME
+    );
+    let addr = match d.host().listening(server) {
+        Some(Ok(a)) => a.to_string(),
+        other => panic!("[{}] ws server could not listen: {other:?}", D::NAME),
+    };
+    let port = port_of(&addr);
+    let mut p = d.host().engine.policy().clone();
+    for st in &mut p.streamtypes {
+        if !st.server {
+            st.port = port;
+        }
+    }
+    d.host().engine.set_policy(p);
+
+    let msgs: Vec<Vec<u8>> = vec![
+        b"hello over ws".to_vec(),
+        (0..200_000u32).map(|i| (i * 13 % 256) as u8).collect(),
+        vec![],
+    ];
+    let seen = Rc::new(RefCell::new(WsSeen::default()));
+    let now = d.now();
+    let id = d
+        .host()
+        .create(
+            now,
+            "wscli",
+            Box::new(WsClient {
+                seen: seen.clone(),
+                msgs: msgs.clone(),
+                next: 0,
+                off: 0,
+            }),
+        )
+        .expect("create ws client stream");
+    d.host().engine.client_connect(now, id).unwrap();
+    let s = seen.clone();
+    let ok = d.run_until(WAIT, &mut |_| ws_messages(&s.borrow().rx).len() >= 3);
+    assert!(
+        ok,
+        "[{}] no ws echo; client states {:?}, {} pieces back",
+        D::NAME,
+        seen.borrow().states,
+        seen.borrow().rx.len()
+    );
+    use StreamState::*;
+    assert_eq!(
+        seen.borrow().states,
+        [Creating, Connecting, Connected],
+        "[{}]",
+        D::NAME
+    );
+    let got = ws_messages(&seen.borrow().rx);
+    assert!(got == msgs, "[{}] ws echo differs", D::NAME);
+    assert_eq!(
+        *srv_states.borrow(),
+        [Creating, Connecting, Connected, ServerUpgrade],
+        "[{}] server",
+        D::NAME
+    );
+    let now = d.now();
+    d.host().engine.disconnect(now, id).unwrap();
+    let st = srv_states.clone();
+    let ok = d.run_until(WAIT, &mut |_| st.borrow().contains(&Disconnected));
+    assert!(
+        ok,
+        "[{}] server stream never saw DISCONNECTED: {:?}",
+        D::NAME,
+        srv_states.borrow()
+    );
+    assert_eq!(
+        seen.borrow().states.last(),
+        Some(&Disconnected),
+        "[{}]",
+        D::NAME
+    );
+}
+
 /// Instantiate the suite for one adapter: `adapter_suite!(tokio, TokioDriver);`.
 macro_rules! adapter_suite {
     ($m:ident, $d:ty) => {
@@ -744,6 +975,10 @@ macro_rules! adapter_suite {
             #[test]
             fn https_get_and_post_echo() {
                 super::adapter_suite::https_get_and_post_echo::<$d>()
+            }
+            #[test]
+            fn ws_echo() {
+                super::adapter_suite::ws_echo::<$d>()
             }
         }
     };

@@ -7,7 +7,7 @@
 
 use crate::io::Io;
 use ss_core::policy::Protocol;
-use ss_core::{Engine, EngineConfig, Event, Flags, Policy, StreamId, StreamState};
+use ss_core::{ConnId, Engine, EngineConfig, Event, Flags, Policy, StreamId, StreamState};
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::time::Instant;
@@ -247,6 +247,12 @@ struct Outgoing {
 
 struct Slot {
     rx: mpsc::Sender<Payload>,
+    /// Payload the application has not made room for yet; while it is not
+    /// empty the stream's connection is not read (back-pressure to the peer
+    /// without stalling the loop, which must keep sending for the app).
+    backlog: VecDeque<Payload>,
+    /// The connection whose reads are paused for this slot.
+    paused: Option<ConnId>,
     states: broadcast::Sender<StreamState>,
     out: VecDeque<Outgoing>,
 }
@@ -268,13 +274,26 @@ async fn run(engine: Engine, mut cmds: mpsc::Receiver<Cmd>) {
         if l.engine.poll_timeout().is_some_and(|t| t <= now) {
             l.engine.handle_timeout(now);
         }
-        l.settle(now).await;
+        l.settle(now);
         let wake = l.engine.poll_timeout();
+        // A stream with backlog waits for room in its payload channel.
+        let waiting = l
+            .slots
+            .iter()
+            .find(|(_, s)| !s.backlog.is_empty())
+            .map(|(id, s)| (*id, s.rx.clone()));
+        let room = async {
+            match &waiting {
+                Some((id, tx)) => (*id, tx.reserve().await.is_ok()),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             cmd = cmds.recv() => match cmd {
                 Some(cmd) => l.command(cmd),
                 None => return,
             },
+            (id, open) = room => l.drain_backlog(id, open),
             ev = l.io.next(wake) => if let Some(ev) = ev {
                 let now = Instant::now();
                 l.io.handle(&mut l.engine, now, ev);
@@ -290,13 +309,13 @@ async fn run(engine: Engine, mut cmds: mpsc::Receiver<Cmd>) {
 }
 
 impl Loop {
-    async fn settle(&mut self, now: Instant) {
+    fn settle(&mut self, now: Instant) {
         loop {
             let acted = self.io.apply_actions(&mut self.engine, now);
             let mut evented = false;
             while let Some(ev) = self.engine.poll_event() {
                 evented = true;
-                self.deliver(now, ev).await;
+                self.deliver(now, ev);
             }
             if acted == 0 && !evented {
                 return;
@@ -304,7 +323,32 @@ impl Loop {
         }
     }
 
-    async fn deliver(&mut self, now: Instant, ev: Event) {
+    /// Move a stream's backlog into its payload channel as room allows;
+    /// reading its connection resumes once the backlog is gone.
+    fn drain_backlog(&mut self, id: StreamId, open: bool) {
+        let Some(slot) = self.slots.get_mut(&id) else {
+            return;
+        };
+        if !open {
+            // The application dropped its receiver: nobody wants the payload.
+            slot.backlog.clear();
+        }
+        while let Some(p) = slot.backlog.pop_front() {
+            match slot.rx.try_send(p) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(p)) => {
+                    slot.backlog.push_front(p);
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => slot.backlog.clear(),
+            }
+        }
+        if let Some(conn) = slot.paused.take() {
+            self.io.pause_reading(conn, false);
+        }
+    }
+
+    fn deliver(&mut self, now: Instant, ev: Event) {
         match ev {
             Event::State { stream, state, .. } => {
                 let Some(slot) = self.slots.get_mut(&stream) else {
@@ -330,9 +374,27 @@ impl Loop {
                 data,
                 flags,
             } => {
-                if let Some(slot) = self.slots.get(&stream) {
-                    // Waits while the application is behind (back-pressure).
-                    let _ = slot.rx.send((data, flags)).await;
+                let conn = self.engine.conn_of(stream);
+                if let Some(slot) = self.slots.get_mut(&stream) {
+                    let full = if slot.backlog.is_empty() {
+                        match slot.rx.try_send((data, flags)) {
+                            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => None,
+                            Err(mpsc::error::TrySendError::Full(p)) => Some(p),
+                        }
+                    } else {
+                        Some((data, flags))
+                    };
+                    if let Some(p) = full {
+                        // The application is behind: keep the payload and stop
+                        // reading this stream's connection until it catches up.
+                        slot.backlog.push_back(p);
+                        if slot.paused != conn {
+                            if let Some(c) = conn {
+                                self.io.pause_reading(c, true);
+                                slot.paused = Some(c);
+                            }
+                        }
+                    }
                 }
             }
             Event::Writable { stream, budget } => self.writable(now, stream, budget),
@@ -469,6 +531,8 @@ impl Loop {
             id,
             Slot {
                 rx: rx_tx,
+                backlog: VecDeque::new(),
+                paused: None,
                 states: states_tx,
                 out: VecDeque::new(),
             },

@@ -13,10 +13,12 @@ use ss_core::{Action, ConnId, Engine, ListenerId};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::AbortHandle;
 
 /// Size of each read.
@@ -50,11 +52,33 @@ enum WriteCmd {
 enum ConnState {
     /// Resolving or connecting: the task doing it.
     Pending(AbortHandle),
-    /// Open: the writer's queue and the reader task.
+    /// Open: the writer's queue, the reader task and its pause gate.
     Open {
         writer: mpsc::UnboundedSender<WriteCmd>,
         reader: AbortHandle,
+        gate: Arc<Gate>,
     },
+}
+
+/// Lets the loop pause one connection's reader (back-pressure from a slow
+/// application to that socket only).
+#[derive(Default)]
+pub(crate) struct Gate {
+    paused: AtomicBool,
+    resumed: Notify,
+}
+
+impl Gate {
+    /// Wait while paused.
+    async fn pass(&self) {
+        loop {
+            let resumed = self.resumed.notified();
+            if !self.paused.load(Ordering::Acquire) {
+                return;
+            }
+            resumed.await;
+        }
+    }
 }
 
 struct ListenerState {
@@ -132,7 +156,7 @@ impl Io {
             }
             Action::Close { conn } => match self.conns.remove(&conn) {
                 Some(ConnState::Pending(task)) => task.abort(),
-                Some(ConnState::Open { writer, reader }) => {
+                Some(ConnState::Open { writer, reader, .. }) => {
                     // The writer flushes what it was handed, then shuts down.
                     let _ = writer.send(WriteCmd::Close);
                     reader.abort();
@@ -299,16 +323,17 @@ impl Io {
 
     fn open(&mut self, conn: ConnId, sock: Sock) {
         let (wtx, wrx) = mpsc::unbounded_channel();
+        let gate = Arc::new(Gate::default());
         let reader = match sock {
             Sock::Tcp(s) => {
                 let (r, w) = s.into_split();
                 tokio::spawn(writer(conn, w, wrx, self.tx.clone()));
-                tokio::spawn(reader(conn, r, self.tx.clone()))
+                tokio::spawn(reader(conn, r, self.tx.clone(), gate.clone()))
             }
             Sock::Unix(s) => {
                 let (r, w) = s.into_split();
                 tokio::spawn(writer(conn, w, wrx, self.tx.clone()));
-                tokio::spawn(reader(conn, r, self.tx.clone()))
+                tokio::spawn(reader(conn, r, self.tx.clone(), gate.clone()))
             }
         };
         self.conns.insert(
@@ -316,8 +341,19 @@ impl Io {
             ConnState::Open {
                 writer: wtx,
                 reader: reader.abort_handle(),
+                gate,
             },
         );
+    }
+
+    /// Stop (`true`) or restart reading `conn`; data already read still arrives.
+    pub(crate) fn pause_reading(&mut self, conn: ConnId, paused: bool) {
+        if let Some(ConnState::Open { gate, .. }) = self.conns.get(&conn) {
+            gate.paused.store(paused, Ordering::Release);
+            if !paused {
+                gate.resumed.notify_waiters();
+            }
+        }
     }
 
     /// The next socket report, or `None` once `until` has passed.
@@ -393,9 +429,15 @@ async fn connect(addr: &SockAddr) -> std::io::Result<Sock> {
     }
 }
 
-async fn reader<R: AsyncRead + Unpin>(conn: ConnId, mut r: R, tx: mpsc::Sender<IoEvent>) {
+async fn reader<R: AsyncRead + Unpin>(
+    conn: ConnId,
+    mut r: R,
+    tx: mpsc::Sender<IoEvent>,
+    gate: Arc<Gate>,
+) {
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
+        gate.pass().await;
         match r.read(&mut buf).await {
             Ok(0) | Err(_) => {
                 let _ = tx.send(IoEvent::Closed(conn)).await;

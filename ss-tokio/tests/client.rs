@@ -174,3 +174,31 @@ async fn states_tell_all_retries_failed_and_destroy_ends_the_stream() {
     assert_ne!(id, s.id());
     drop(s);
 }
+
+/// A message far larger than the payload channel, echoed piece by piece:
+/// the loop must keep taking the message while the application is not
+/// reading yet (it is still awaiting `send`), applying back-pressure to the
+/// socket instead of blocking on the full payload channel.
+#[tokio::test]
+async fn sending_a_large_message_while_its_echo_backs_up_does_not_deadlock() {
+    let (port, stop, server) = echo_server();
+    let client = Client::start(client_policy(port), EngineConfig::default());
+    let mut s = client.create("client").await.unwrap();
+    let msg: Vec<u8> = (0..8_000_000u32).map(|i| (i % 251) as u8).collect();
+    tokio::time::timeout(Duration::from_secs(20), s.send(msg.clone()))
+        .await
+        .expect("send completes while the echo is not being read")
+        .unwrap();
+    let mut got = Vec::with_capacity(msg.len());
+    while got.len() < msg.len() {
+        let (data, _flags) = tokio::time::timeout(Duration::from_secs(10), s.recv())
+            .await
+            .expect("echo in time")
+            .expect("stream alive");
+        got.extend(data);
+    }
+    assert!(got == msg, "echo differs");
+    s.destroy().await.unwrap();
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+}

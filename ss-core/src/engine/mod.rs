@@ -518,6 +518,12 @@ impl Engine {
         self.streams.get(&id).map(|s| s.st.name.as_str())
     }
 
+    /// The connection currently carrying the stream, if any (adapters use it
+    /// to apply back-pressure to one connection's reads).
+    pub fn conn_of(&self, id: StreamId) -> Option<ConnId> {
+        self.streams.get(&id).and_then(|s| s.conn)
+    }
+
     /// The length announced with `request_tx_len`, if any.
     pub fn tx_len(&self, id: StreamId) -> Option<u64> {
         self.streams.get(&id).and_then(|s| s.tx_len)

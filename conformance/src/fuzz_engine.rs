@@ -18,7 +18,9 @@
 
 use crate::tls_provider::{resettable_provider, SeedHandle};
 use ss_core::engine::SystemBlob;
-use ss_core::policy::{Cert, HttpPolicy, MetadataDecl, Policy, Protocol, StreamType, TrustStore};
+use ss_core::policy::{
+    Cert, HttpPolicy, MetadataDecl, Policy, Protocol, StreamType, TrustStore, WsPolicy,
+};
 use ss_core::proto::tls::rustls::crypto::CryptoProvider;
 use ss_core::{
     Action, ConnId, Engine, EngineConfig, Event, Flags, ListenerId, RetryPolicy, StreamId,
@@ -318,6 +320,14 @@ pub fn fuzz_policy() -> Policy {
         ],
         ..h1.clone()
     };
+    let hsrv = StreamType {
+        // Also accepts WebSocket upgrades asking for "chat".
+        ws: WsPolicy {
+            subprotocol: Some("chat".into()),
+            ..Default::default()
+        },
+        ..hsrv
+    };
     v.push(hsrv.clone());
     v.push(StreamType {
         name: "tget".into(),
@@ -331,6 +341,20 @@ pub fn fuzz_policy() -> Policy {
         server_cert: Some("leaf".into()),
         server_key: Some("leaf_key".into()),
         ..hsrv
+    });
+    v.push(StreamType {
+        name: "wsc".into(),
+        protocol: Protocol::Ws,
+        http: HttpPolicy {
+            url: Some("/ws".into()),
+            ..Default::default()
+        },
+        ws: WsPolicy {
+            subprotocol: Some("chat".into()),
+            binary: true,
+            ..Default::default()
+        },
+        ..h1.clone()
     });
     let (ca, leaf, key) = pki().clone();
     let cert = |name: &str, der: Vec<u8>| Cert {
@@ -402,6 +426,16 @@ pub const FRAGMENTS: &[&[u8]] = &[
     b"GET / HTTP/1.0\r\n\r\n",
     b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n",
     b"GET / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+    // WebSocket: an upgrade request (RFC 6455 key), a 101, frames both ways.
+    b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: chat\r\n\r\n",
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: chat\r\n\r\n",
+    b"\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58",
+    b"\x01\x83\x00\x00\x00\x00abc",
+    b"\x80\x82\x00\x00\x00\x00de",
+    b"\x81\x05Hello",
+    b"\x89\x80\x01\x02\x03\x04",
+    b"\x88\x82\x00\x00\x00\x00\x03\xe8",
+    b"\x88\x02\x03\xe8",
 ];
 
 /// What one run saw, for assertions in tests.

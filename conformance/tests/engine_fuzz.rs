@@ -144,3 +144,65 @@ fn timeout_then_server_txn_harness_input() {
     let data = [0, 0, 0, 0, 221, 0, 46, 0, 0, 230, 8, 0, 28, 1, 0, 84, 0, 89];
     conformance::fuzz_engine::run(&data);
 }
+
+/// The canned WebSocket fragments reach the server's upgrade and a message,
+/// so the fuzzer starts from real WebSocket states.
+#[test]
+fn canned_ws_fragments_upgrade_a_server_transaction() {
+    use conformance::fuzz_engine::FRAGMENTS;
+    use ss_core::{Action, Engine, EngineConfig, Event};
+    use std::time::Instant;
+    let find = |needle: &[u8]| {
+        FRAGMENTS
+            .iter()
+            .find(|f| f.windows(needle.len()).any(|w| w == needle))
+            .copied()
+            .expect("fragment")
+    };
+    let mut e = Engine::new(fuzz_policy(), EngineConfig::default());
+    let now = Instant::now();
+    e.create(now, "hsrv").unwrap();
+    let listener = std::iter::from_fn(|| e.poll_action())
+        .find_map(|a| match a {
+            Action::Listen { listener, .. } => Some(listener),
+            _ => None,
+        })
+        .unwrap();
+    let conn = e.handle_accepted(now, listener).unwrap();
+    e.handle_data(
+        now,
+        conn,
+        find(b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key"),
+    );
+    e.handle_data(now, conn, find(b"\x81\x85\x37\xfa"));
+    let mut upgraded = false;
+    let mut rx = Vec::new();
+    while let Some(ev) = e.poll_event() {
+        match ev {
+            Event::State {
+                state: StreamState::ServerUpgrade,
+                ..
+            } => upgraded = true,
+            Event::Rx { data, .. } => rx.extend(data),
+            _ => {}
+        }
+    }
+    assert!(upgraded);
+    assert_eq!(rx, b"Hello");
+    let sent: Vec<u8> = std::iter::from_fn(|| e.poll_action())
+        .filter_map(|a| match a {
+            Action::Transmit { data, .. } => Some(data),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let text = String::from_utf8_lossy(&sent);
+    assert!(
+        text.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"),
+        "{text}"
+    );
+}

@@ -3,6 +3,7 @@
 //! (actions) and the application (events). Sans-IO: every input carries `now`.
 
 mod http;
+mod mqtt;
 mod timers;
 mod types;
 mod websocket;
@@ -87,6 +88,8 @@ enum Proto {
     WsClient(Box<websocket::WsClientConn>),
     /// WebSocket server, after an upgrade.
     WsServer(Box<proto::ws::Ws>),
+    /// An MQTT session shared by several streams.
+    Mqtt(Box<mqtt::MqttConn>),
 }
 
 /// Where a kept-alive client connection may be reused: same target, port and TLS.
@@ -143,6 +146,10 @@ pub struct Engine {
     blobs: BTreeMap<SystemBlob, Vec<u8>>,
     /// TLS configuration beyond the policy: provider, wall clock, roots, client certs.
     tls: TlsContext,
+    /// Shared MQTT connections by (host, port, TLS).
+    mqtt_conns: BTreeMap<PoolKey, ConnId>,
+    /// Unacknowledged MQTT messages waiting for the next connection to a place.
+    mqtt_resume: BTreeMap<PoolKey, proto::mqtt::InFlight>,
 }
 
 impl Engine {
@@ -167,6 +174,8 @@ impl Engine {
             events: VecDeque::new(),
             next_id: 1,
             pool: BTreeMap::new(),
+            mqtt_conns: BTreeMap::new(),
+            mqtt_resume: BTreeMap::new(),
             cookies: BTreeMap::new(),
             blobs: BTreeMap::new(),
         }
@@ -368,6 +377,7 @@ impl Engine {
             Proto::H1Client(_) => self.h1c_write(now, conn_id, id, data, flags),
             Proto::H1Server(_) => self.h1s_write(now, conn_id, id, data, flags),
             Proto::WsClient(_) | Proto::WsServer(_) => self.ws_write(now, conn_id, id, data, flags),
+            Proto::Mqtt(_) => self.mqtt_write(now, conn_id, id, data, flags),
         }
     }
 
@@ -376,6 +386,15 @@ impl Engine {
     /// drop; an attempt still under way reports UNREACHABLE and backs off.
     pub fn disconnect(&mut self, now: Instant, id: StreamId) -> Result<(), Error> {
         if let Some(conn) = self.stream(id)?.conn {
+            if self.is_mqtt_conn(conn) {
+                // Only this stream leaves the shared connection.
+                self.mqtt_leave(now, conn, id);
+                if let Some(s) = self.streams.get_mut(&id) {
+                    s.seq = Seq::Idle;
+                }
+                self.emit_state(id, StreamState::Disconnected, 0);
+                return Ok(());
+            }
             self.close_conn(conn);
             // An attempt that never connected fails like any other attempt
             // (UNREACHABLE, then backoff); an open connection is a drop.
@@ -392,6 +411,11 @@ impl Engine {
     // `now` is part of every input's signature so protocols can act on it later.
     #[allow(clippy::only_used_in_recursion)]
     pub fn destroy(&mut self, now: Instant, id: StreamId) -> Result<(), Error> {
+        if let Some(conn) = self.streams.get(&id).and_then(|s| s.conn) {
+            if self.is_mqtt_conn(conn) {
+                self.mqtt_leave(now, conn, id);
+            }
+        }
         let s = self.streams.remove(&id).ok_or(Error::NoSuchStream(id))?;
         self.tx_pending.remove(&id);
         self.timers.cancel(Timer::Retry(id));
@@ -612,7 +636,7 @@ impl Engine {
             return;
         }
         c.rx_any = true;
-        if c.stream.is_none() {
+        if c.stream.is_none() && !matches!(c.proto, Proto::Mqtt(_)) {
             // An idle pooled connection has nothing to say: drop it.
             self.close_conn(conn);
             self.drop_conn(conn);
@@ -667,6 +691,9 @@ impl Engine {
             return;
         };
         match (&c.phase, &c.proto, c.stream) {
+            (Phase::Open, Proto::Mqtt(_), _) => {
+                self.mqtt_lost(now, conn, proto::mqtt::MqttError::Closed)
+            }
             (Phase::Open, _, None) => {
                 self.drop_conn(conn);
             }
@@ -793,6 +820,7 @@ impl Engine {
                         self.attempt_fail(now, conn, reason);
                     }
                 }
+                Timer::Mqtt(conn) => self.mqtt_timeout(now, conn),
                 Timer::PoolIdle(conn) => {
                     if self.conns.get(&conn).is_some_and(|c| c.stream.is_none()) {
                         self.close_conn(conn);
@@ -920,6 +948,10 @@ impl Engine {
         };
         let st = s.st.clone();
         let port = s.redirect.as_ref().map_or(st.port, |r| r.port);
+        if mqtt::is_mqtt(&st) && self.mqtt_join(now, id) {
+            // Riding an existing connection to the same broker.
+            return;
+        }
         let key = pool_key(&st, &target, port, tls);
         // A kept-alive connection to the same place carries the transaction at once.
         if let Some(conn) = key.as_ref().and_then(|k| self.take_pooled(k)) {
@@ -951,6 +983,25 @@ impl Engine {
             Target::Host(host) => (Phase::Resolving, Action::Resolve { conn, host }),
         };
         let mut c = Conn::new(Some(id), phase, port, proto_for(&st, false, &self.config));
+        if mqtt::is_mqtt(&st) {
+            match self.mqtt_new_conn(now, id) {
+                Ok(m) => {
+                    c.proto = Proto::Mqtt(Box::new(m));
+                    // A shared connection belongs to its members, not one stream.
+                    c.stream = None;
+                }
+                Err(reason) => {
+                    if let Some(s) = self.streams.get_mut(&id) {
+                        s.conn = None;
+                    }
+                    self.emit_error(id, reason);
+                    self.emit_state(id, StreamState::Unreachable, 0);
+                    self.backoff(now, id, false, Duration::ZERO);
+                    return;
+                }
+            }
+            self.mqtt_register(id, conn);
+        }
         c.deadline = Some(deadline);
         c.pool = key;
         c.sni = sni;
@@ -958,6 +1009,13 @@ impl Engine {
         self.conns.insert(conn, c);
         self.timers.set(Timer::ConnectTimeout(conn), deadline);
         self.actions.push_back(action);
+    }
+
+    /// Whether `conn` is a shared MQTT connection.
+    fn is_mqtt_conn(&self, conn: ConnId) -> bool {
+        self.conns
+            .get(&conn)
+            .is_some_and(|c| matches!(c.proto, Proto::Mqtt(_)))
     }
 
     /// An idle pooled connection for `key`, removed from the pool.
@@ -994,6 +1052,9 @@ impl Engine {
             return;
         };
         c.ready = true;
+        if matches!(c.proto, Proto::Mqtt(_)) {
+            return self.mqtt_start(now, conn);
+        }
         let Some(sid) = c.stream else {
             return;
         };
@@ -1008,7 +1069,7 @@ impl Engine {
             Some(Proto::Raw(_)) | None => {}
             Some(Proto::H1Client(_)) => self.h1c_start(now, conn),
             Some(Proto::WsClient(_)) => self.ws_start(now, conn),
-            Some(Proto::H1Server(_)) | Some(Proto::WsServer(_)) => {}
+            Some(Proto::H1Server(_)) | Some(Proto::WsServer(_)) | Some(Proto::Mqtt(_)) => {}
         }
         self.service_tx();
     }
@@ -1031,6 +1092,7 @@ impl Engine {
             Proto::H1Server(_) => self.h1s_input(now, conn, data),
             Proto::WsClient(_) => self.ws_client_input(now, conn, data),
             Proto::WsServer(_) => self.ws_input(now, conn, data),
+            Proto::Mqtt(_) => self.mqtt_input(now, conn, data),
         }
     }
 
@@ -1092,9 +1154,11 @@ impl Engine {
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
-        let Some(st) = c
-            .stream
-            .and_then(|s| self.streams.get(&s))
+        let sni = c.sni.clone();
+        let Some(st) = self
+            .conn_streams(conn)
+            .first()
+            .and_then(|s| self.streams.get(s))
             .map(|s| s.st.clone())
         else {
             return;
@@ -1102,7 +1166,7 @@ impl Engine {
         let made = self
             .tls
             .client_config(&self.policy, &st, alpn_for(&st))
-            .and_then(|cfg| TlsSession::client(cfg, &c.sni));
+            .and_then(|cfg| TlsSession::client(cfg, &sni));
         let mut session = match made {
             Ok(s) => s,
             Err(e) => return self.tls_failed(now, conn, e.to_string()),
@@ -1135,6 +1199,16 @@ impl Engine {
             return;
         };
         let ready = c.ready;
+        if matches!(c.proto, Proto::Mqtt(_)) {
+            if ready {
+                return self.mqtt_lost(now, conn, proto::mqtt::MqttError::Malformed(reason));
+            }
+            for sid in self.conn_streams(conn) {
+                self.emit_error(sid, reason.clone());
+            }
+            self.close_conn(conn);
+            return self.connect_failed(now, conn);
+        }
         let http_like = matches!(c.proto, Proto::H1Client(_) | Proto::WsClient(_));
         let client = c
             .stream
@@ -1174,6 +1248,15 @@ impl Engine {
         self.timers.cancel(Timer::ConnectTimeout(conn));
         self.timers.cancel(Timer::PoolIdle(conn));
         self.timers.cancel(Timer::HttpSilence(conn));
+        self.timers.cancel(Timer::Mqtt(conn));
+        for sid in self.conn_streams(conn) {
+            if let Some(s) = self.streams.get_mut(&sid) {
+                if s.conn == Some(conn) {
+                    s.conn = None;
+                }
+            }
+        }
+        self.mqtt_conns.retain(|_, c| *c != conn);
         let c = self.conns.remove(&conn)?;
         if let Some(key) = &c.pool {
             if let Some(list) = self.pool.get_mut(key) {
@@ -1193,15 +1276,22 @@ impl Engine {
 
     /// A connection attempt failed for good: UNREACHABLE, then backoff.
     fn connect_failed(&mut self, now: Instant, conn: ConnId) {
-        let Some(id) = self.drop_conn(conn).and_then(|c| c.stream) else {
-            return;
-        };
-        self.emit_state(id, StreamState::Unreachable, 0);
-        self.backoff(now, id, false, Duration::ZERO);
+        let streams = self.conn_streams(conn);
+        self.drop_conn(conn);
+        for id in streams {
+            if let Some(s) = self.streams.get_mut(&id) {
+                s.seq = Seq::Idle;
+            }
+            self.emit_state(id, StreamState::Unreachable, 0);
+            self.backoff(now, id, false, Duration::ZERO);
+        }
     }
 
     /// An open connection went away: DISCONNECTED, then per role and policy.
     fn conn_lost(&mut self, now: Instant, conn: ConnId) {
+        if self.is_mqtt_conn(conn) {
+            return self.mqtt_lost(now, conn, proto::mqtt::MqttError::Closed);
+        }
         let Some(id) = self.drop_conn(conn).and_then(|c| c.stream) else {
             return;
         };
@@ -1225,6 +1315,9 @@ impl Engine {
 
     /// The protocol on `conn` failed: tell why, close, and treat it as a loss.
     fn protocol_failed(&mut self, now: Instant, conn: ConnId, reason: String) {
+        if self.is_mqtt_conn(conn) {
+            return self.mqtt_lost(now, conn, proto::mqtt::MqttError::Malformed(reason));
+        }
         if let Some(sid) = self.conns.get(&conn).and_then(|c| c.stream) {
             self.emit_error(sid, reason);
         }
@@ -1282,7 +1375,7 @@ impl Engine {
                 self.tx_pending.remove(&id);
                 continue;
             };
-            if s.seq != Seq::Connected {
+            if s.seq != Seq::Connected || (mqtt::is_mqtt(&s.st) && !s.connected_reported) {
                 continue;
             }
             let room = s.conn.and_then(|c| self.conns.get(&c)).is_some_and(|c| {
@@ -1432,6 +1525,7 @@ fn alpn_for(st: &StreamType) -> &'static [&'static [u8]] {
     match st.protocol {
         Protocol::H1 | Protocol::Ws => &[b"http/1.1"],
         Protocol::H2 => &[b"h2"],
+        Protocol::Mqtt if st.mqtt.aws_iot => &[b"x-amzn-mqtt-ca"],
         Protocol::Raw | Protocol::Mqtt => &[],
     }
 }
@@ -1444,6 +1538,7 @@ fn proto_wants_tx(p: &Proto) -> bool {
         Proto::H1Server(c) => c.wants_response(),
         Proto::WsClient(c) => c.ws.as_ref().is_some_and(|w| !w.is_closing()),
         Proto::WsServer(w) => !w.is_closing(),
+        Proto::Mqtt(m) => m.wants_tx(),
     }
 }
 

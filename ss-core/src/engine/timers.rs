@@ -17,6 +17,8 @@ pub(crate) enum Timer {
     PoolIdle(ConnId),
     /// An HTTP transaction that has heard nothing from the server for too long.
     HttpSilence(ConnId),
+    /// An MQTT session's keep-alive / response deadline.
+    Mqtt(ConnId),
 }
 
 /// Deadlines, at most one per [`Timer`], in time order.

@@ -219,6 +219,8 @@ pub struct EngineConfig {
     pub max_redirects: u8,
     /// HTTP/1 header size and count limits (also for WebSocket upgrades).
     pub http_limits: crate::proto::h1::Limits,
+    /// Largest MQTT packet either way (and largest message a stream may publish).
+    pub mqtt_max_packet: usize,
     /// Largest WebSocket frame accepted (larger ones close with 1009).
     pub ws_max_frame: u64,
     /// Largest WebSocket message accepted (all its fragments).
@@ -243,6 +245,7 @@ impl Default for EngineConfig {
             max_redirects: 5,
             http_silence_timeout: Duration::from_secs(30),
             http_limits: crate::proto::h1::Limits::default(),
+            mqtt_max_packet: crate::proto::mqtt::DEFAULT_MAX_PACKET,
             ws_max_frame: crate::proto::ws::DEFAULT_MAX_FRAME,
             ws_max_message: crate::proto::ws::DEFAULT_MAX_MESSAGE,
             tls_provider: None,
@@ -262,6 +265,12 @@ pub enum SystemBlob {
     FirmwareVersion,
     /// Device type, sent in `http_devtype_header`.
     DeviceType,
+    /// MQTT client id (else a random one, which forces a clean session).
+    MqttClientId,
+    /// MQTT user name.
+    MqttUsername,
+    /// MQTT password.
+    MqttPassword,
 }
 
 /// Why an application call was refused.

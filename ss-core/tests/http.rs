@@ -957,7 +957,7 @@ fn no_content_length_sends_chunked_even_with_a_known_length() {
 mod websocket {
     use super::*;
 
-    const WS_POLICY: &str = r#"{
+    pub(super) const WS_POLICY: &str = r#"{
       "retry": [{"r": {"backoff": [100], "conceal": 1, "jitterpc": 0}}],
       "s": [
         {"srv": {"server": true, "endpoint": "127.0.0.1", "port": 0, "protocol": "h1",
@@ -1132,6 +1132,45 @@ fn a_silent_server_fails_the_transaction_after_the_silence_timeout() {
     assert!(t.events.iter().any(|e| matches!(
         e,
         Event::ConnectionError { reason, .. } if reason.contains("no answer")
+    )));
+    assert_eq!(t.states(s).last(), Some(&Disconnected));
+}
+
+#[test]
+fn validity_pings_and_hangup_follow_the_retry_policy() {
+    let json = websocket::WS_POLICY.replace(
+        r#""r": {"backoff": [100], "conceal": 1, "jitterpc": 0}"#,
+        r#""r": {"backoff": [100], "conceal": 1, "jitterpc": 0, "svalidping": 2, "svalidhup": 5}"#,
+    );
+    let mut t = Scripted::new();
+    t.e = Engine::new(Policy::parse(&json).unwrap(), EngineConfig::default());
+    let s = t.e.create(t.now, "wsbin").unwrap();
+    t.e.client_connect(t.now, s).unwrap();
+    t.pump();
+    let req = t.take_sent();
+    let key = req
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Sec-WebSocket-Key: "))
+        .unwrap()
+        .to_string();
+    let resp = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\nSec-WebSocket-Protocol: chat\r\n\r\n",
+        ss_core::proto::ws::accept_key(&key)
+    );
+    t.feed(resp.as_bytes());
+    assert_eq!(t.states(s), [Creating, Connecting, Connected]);
+    // 2 s of silence: a ping (masked, opcode 9) goes out.
+    t.advance(Duration::from_secs(2));
+    let sent = std::mem::take(&mut t.sent);
+    assert_eq!(sent.first(), Some(&0x89), "{sent:?}");
+    // Input restarts the count; 5 s of silence after it: hang up.
+    t.feed(&[0x8a, 0x00]); // a pong
+    t.advance(Duration::from_secs(4));
+    assert_eq!(t.states(s).last(), Some(&Connected));
+    t.advance(Duration::from_secs(1));
+    assert!(t.events.iter().any(|e| matches!(
+        e,
+        Event::ConnectionError { reason, .. } if reason.contains("svalidhup")
     )));
     assert_eq!(t.states(s).last(), Some(&Disconnected));
 }

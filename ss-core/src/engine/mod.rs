@@ -121,6 +121,8 @@ struct Conn {
     want_tls: bool,
     /// The protocol has been started (after the TLS handshake, if any).
     ready: bool,
+    /// When the peer last sent anything (validity checks).
+    last_rx: Option<Instant>,
 }
 
 /// The Secure Streams engine. See the crate docs for the input/output shape.
@@ -636,6 +638,7 @@ impl Engine {
             return;
         }
         c.rx_any = true;
+        c.last_rx = Some(now);
         if c.stream.is_none() && !matches!(c.proto, Proto::Mqtt(_)) {
             // An idle pooled connection has nothing to say: drop it.
             self.close_conn(conn);
@@ -821,6 +824,7 @@ impl Engine {
                     }
                 }
                 Timer::Mqtt(conn) => self.mqtt_timeout(now, conn),
+                Timer::Validity(conn) => self.check_validity(now, conn),
                 Timer::PoolIdle(conn) => {
                     if self.conns.get(&conn).is_some_and(|c| c.stream.is_none()) {
                         self.close_conn(conn);
@@ -1011,6 +1015,61 @@ impl Engine {
         self.actions.push_back(action);
     }
 
+    /// The validity thresholds (`svalidping`, `svalidhup`) for `conn`, from
+    /// the retry policy of (the first of) its streams.
+    fn validity(&self, conn: ConnId) -> Option<(Option<Duration>, Option<Duration>)> {
+        let sid = *self.conn_streams(conn).first()?;
+        let r = self.streams.get(&sid)?.retry.clone()?;
+        let secs = |s: Option<u32>| s.filter(|s| *s > 0).map(|s| Duration::from_secs(s.into()));
+        let v = (secs(r.svalidping_s), secs(r.svalidhup_s));
+        (v.0.is_some() || v.1.is_some()).then_some(v)
+    }
+
+    /// Arm the validity timer for the next threshold after the last input.
+    fn arm_validity(&mut self, now: Instant, conn: ConnId) {
+        let Some((ping, hup)) = self.validity(conn) else {
+            return;
+        };
+        let last = self.conns.get(&conn).and_then(|c| c.last_rx).unwrap_or(now);
+        let mut next: Option<Instant> = None;
+        for d in [ping, hup].into_iter().flatten() {
+            let at = last + d;
+            if at > now {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+        let at = next.unwrap_or(now + hup.or(ping).unwrap_or(Duration::from_secs(1)));
+        self.timers.set(Timer::Validity(conn), at);
+    }
+
+    /// The reference's connection validity: after `svalidping` seconds with
+    /// nothing from the peer, ask it to prove it is there (a WebSocket ping;
+    /// MQTT has its own keep-alive); after `svalidhup` seconds, hang up.
+    fn check_validity(&mut self, now: Instant, conn: ConnId) {
+        let Some((ping, hup)) = self.validity(conn) else {
+            return;
+        };
+        let Some(last) = self.conns.get(&conn).and_then(|c| c.last_rx) else {
+            return;
+        };
+        let idle = now.saturating_duration_since(last);
+        if hup.is_some_and(|h| idle >= h) {
+            let reason = format!("connection silent for {} s (svalidhup)", idle.as_secs());
+            if let Some(sid) = self.conns.get(&conn).and_then(|c| c.stream) {
+                self.emit_error(sid, reason.clone());
+            }
+            self.close_conn(conn);
+            if self.is_mqtt_conn(conn) {
+                return self.mqtt_lost(now, conn, proto::mqtt::MqttError::Malformed(reason));
+            }
+            return self.conn_lost(now, conn);
+        }
+        if ping.is_some_and(|p| idle >= p) {
+            self.ws_ping(conn);
+        }
+        self.arm_validity(now, conn);
+    }
+
     /// Whether `conn` is a shared MQTT connection.
     fn is_mqtt_conn(&self, conn: ConnId) -> bool {
         self.conns
@@ -1052,6 +1111,11 @@ impl Engine {
             return;
         };
         c.ready = true;
+        c.last_rx.get_or_insert(now);
+        self.arm_validity(now, conn);
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         if matches!(c.proto, Proto::Mqtt(_)) {
             return self.mqtt_start(now, conn);
         }
@@ -1249,6 +1313,7 @@ impl Engine {
         self.timers.cancel(Timer::PoolIdle(conn));
         self.timers.cancel(Timer::HttpSilence(conn));
         self.timers.cancel(Timer::Mqtt(conn));
+        self.timers.cancel(Timer::Validity(conn));
         for sid in self.conn_streams(conn) {
             if let Some(s) = self.streams.get_mut(&sid) {
                 if s.conn == Some(conn) {
@@ -1413,6 +1478,7 @@ impl Conn {
             sni: String::new(),
             want_tls: false,
             ready: false,
+            last_rx: None,
         }
     }
 }

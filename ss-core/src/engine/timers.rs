@@ -19,6 +19,8 @@ pub(crate) enum Timer {
     HttpSilence(ConnId),
     /// An MQTT session's keep-alive / response deadline.
     Mqtt(ConnId),
+    /// A connection's validity check (the retry policy's `svalidping` / `svalidhup`).
+    Validity(ConnId),
 }
 
 /// Deadlines, at most one per [`Timer`], in time order.

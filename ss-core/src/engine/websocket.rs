@@ -210,6 +210,17 @@ impl Engine {
         self.service_tx();
     }
 
+    /// Send a validity ping on an upgraded connection (nothing otherwise).
+    pub(super) fn ws_ping(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let Some(m) = ws_of(&mut c.proto) else { return };
+        let mut out = WsOut::default();
+        let _ = m.ping(b"", &mut out);
+        self.transmit(conn, out.transmit);
+    }
+
     /// Start the closing handshake on an upgraded connection (before closing it).
     pub(super) fn ws_close(&mut self, conn: ConnId) {
         let Some(c) = self.conns.get_mut(&conn) else {

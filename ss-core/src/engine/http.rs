@@ -220,10 +220,6 @@ impl Engine {
     ) -> Result<RequestHead, String> {
         let s = self.streams.get(&sid).ok_or("stream gone")?;
         let st: &StreamType = &s.st;
-        let lookup = |name: &str| {
-            let i = st.metadata_index(name)?;
-            Some(s.metadata.get(i).and_then(|v| v.as_deref()).unwrap_or(&[]))
-        };
         let (host, port, tls, path, method) = match &s.redirect {
             Some(r) => (
                 r.host.clone(),
@@ -236,9 +232,9 @@ impl Engine {
             ),
             None => {
                 let ep = st.endpoint.as_deref().unwrap_or("");
-                let host = crate::metadata::substitute(ep, lookup).map_err(|e| e.to_string())?;
+                let host = s.substitute(ep).map_err(|e| e.to_string())?;
                 let url = st.http.url.as_deref().unwrap_or("/");
-                let url = crate::metadata::substitute(url, lookup).map_err(|e| e.to_string())?;
+                let url = s.substitute(url).map_err(|e| e.to_string())?;
                 let path = if url.starts_with('/') {
                     url
                 } else {
@@ -610,11 +606,7 @@ impl Engine {
             Some(r) => (r.host.clone(), r.port, r.tls),
             None => {
                 let ep = st.endpoint.as_deref().unwrap_or("");
-                let host = crate::metadata::substitute(ep, |name| {
-                    let i = st.metadata_index(name)?;
-                    Some(s.metadata.get(i).and_then(|v| v.as_deref()).unwrap_or(&[]))
-                })
-                .unwrap_or_default();
+                let host = s.substitute(ep).unwrap_or_default();
                 (host, st.port, st.tls)
             }
         };

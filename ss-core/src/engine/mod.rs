@@ -1516,11 +1516,24 @@ fn resolve_endpoint(s: &Stream) -> Result<(Target, bool), Error> {
         s.st.endpoint
             .as_deref()
             .ok_or_else(|| Error::BadEndpoint("no endpoint".into()))?;
-    let ep = metadata::substitute(ep, |name| {
-        let i = s.st.metadata_index(name)?;
-        Some(s.metadata.get(i).and_then(|v| v.as_deref()).unwrap_or(&[]))
-    })?;
+    let ep = s.substitute(ep)?;
     Ok((parse_endpoint(&ep, s.st.port)?, s.st.tls))
+}
+
+impl Stream {
+    /// `template` with this stream's `${metadata}` substituted (unset
+    /// declared items are empty; undeclared names are an error).
+    fn substitute(&self, template: &str) -> Result<String, metadata::SubstError> {
+        metadata::substitute(template, |name| {
+            let i = self.st.metadata_index(name)?;
+            Some(
+                self.metadata
+                    .get(i)
+                    .and_then(|v| v.as_deref())
+                    .unwrap_or(&[]),
+            )
+        })
+    }
 }
 
 /// The keep-alive pool key for a client connection, for protocols that reuse them.

@@ -84,11 +84,7 @@ impl Engine {
     /// Substitute `${metadata}` of stream `sid` into `template`.
     fn mqtt_subst(&self, sid: StreamId, template: &str) -> Result<String, String> {
         let s = self.streams.get(&sid).ok_or("stream gone")?;
-        crate::metadata::substitute(template, |name| {
-            let i = s.st.metadata_index(name)?;
-            Some(s.metadata.get(i).and_then(|v| v.as_deref()).unwrap_or(&[]))
-        })
-        .map_err(|e| e.to_string())
+        s.substitute(template).map_err(|e| e.to_string())
     }
 
     /// A new MQTT connection's session for the stream that opens it.

@@ -1538,7 +1538,7 @@ impl Stream {
 
 /// The keep-alive pool key for a client connection, for protocols that reuse them.
 fn pool_key(st: &StreamType, target: &Target, port: u16, tls: bool) -> Option<PoolKey> {
-    if st.protocol != Protocol::H1 || st.server {
+    if !matches!(st.protocol, Protocol::H1 | Protocol::H2) || st.server {
         return None;
     }
     let t = match target {
@@ -1589,8 +1589,12 @@ fn server_bind(st: &StreamType) -> Result<BindAddr, Error> {
 /// The protocol machine for a new connection of `st`.
 fn proto_for(st: &StreamType, accepted: bool, config: &EngineConfig) -> Proto {
     match (st.protocol, accepted) {
-        (Protocol::H1, false) => Proto::H1Client(Box::new(http::ClientConn::new(config))),
-        (Protocol::H1 | Protocol::Ws, true) => {
+        // Until HTTP/2 lands, h2 streamtypes speak HTTP/1.1 (ALPN http/1.1),
+        // as the reference does when ALPN settles on http/1.1.
+        (Protocol::H1 | Protocol::H2, false) => {
+            Proto::H1Client(Box::new(http::ClientConn::new(config)))
+        }
+        (Protocol::H1 | Protocol::H2 | Protocol::Ws, true) => {
             Proto::H1Server(Box::new(http::ServerConn::new(config)))
         }
         (Protocol::Ws, false) => Proto::WsClient(Box::new(websocket::WsClientConn::new())),
@@ -1602,8 +1606,7 @@ fn proto_for(st: &StreamType, accepted: bool, config: &EngineConfig) -> Proto {
 /// The ALPN protocols a streamtype offers or accepts over TLS.
 fn alpn_for(st: &StreamType) -> &'static [&'static [u8]] {
     match st.protocol {
-        Protocol::H1 | Protocol::Ws => &[b"http/1.1"],
-        Protocol::H2 => &[b"h2"],
+        Protocol::H1 | Protocol::Ws | Protocol::H2 => &[b"http/1.1"],
         Protocol::Mqtt if st.mqtt.aws_iot => &[b"x-amzn-mqtt-ca"],
         Protocol::Raw | Protocol::Mqtt => &[],
     }

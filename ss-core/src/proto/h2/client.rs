@@ -119,13 +119,16 @@ impl H2Client {
     }
 
     /// Bytes from the server. Fails once the connection has failed (the
-    /// GOAWAY `h2` queued for the peer is still in `poll_transmit`).
+    /// GOAWAY `h2` queued for the peer is still in `poll_transmit`); after
+    /// a clean close, input is ignored.
     pub fn handle_input(&mut self, data: &[u8]) -> Result<(), H2Error> {
         if let Some(e) = &self.error {
             return Err(e.clone());
         }
         if matches!(self.state, State::Closed) {
-            return Err(H2Error::Closed);
+            // Closed cleanly: whatever the peer still sends has no stream to
+            // go to.
+            return Ok(());
         }
         self.link.input(data)?;
         self.drive();

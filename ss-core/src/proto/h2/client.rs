@@ -55,7 +55,7 @@ enum State {
     Open {
         /// `None` once [`H2Client::close`] gave it up.
         sender: Option<SendRequest<Bytes>>,
-        conn: Connection<Pipe, Bytes>,
+        conn: Box<Connection<Pipe, Bytes>>,
     },
     Closed,
 }
@@ -296,7 +296,10 @@ impl H2Client {
                 State::Handshaking(hs) => match hs.as_mut().poll(&mut cx) {
                     Poll::Ready(Ok((sender, conn))) => {
                         let sender = if self.going_away { None } else { Some(sender) };
-                        self.state = State::Open { sender, conn };
+                        self.state = State::Open {
+                            sender,
+                            conn: Box::new(conn),
+                        };
                         moved = true;
                     }
                     Poll::Ready(Err(e)) => {
@@ -305,7 +308,7 @@ impl H2Client {
                     }
                     Poll::Pending => {}
                 },
-                State::Open { conn, .. } => match Pin::new(conn).poll(&mut cx) {
+                State::Open { conn, .. } => match Pin::new(&mut **conn).poll(&mut cx) {
                     Poll::Ready(Ok(())) => {
                         self.pump_streams(&mut cx, &mut moved);
                         for (key, _) in std::mem::take(&mut self.streams) {

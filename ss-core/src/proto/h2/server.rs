@@ -13,8 +13,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 enum State {
-    Handshaking(Handshake<Pipe, Bytes>),
-    Open(Connection<Pipe, Bytes>),
+    Handshaking(Box<Handshake<Pipe, Bytes>>),
+    Open(Box<Connection<Pipe, Bytes>>),
     Closed,
 }
 
@@ -62,7 +62,7 @@ impl H2Server {
         let mut s = H2Server {
             cfg,
             link,
-            state: State::Handshaking(hs),
+            state: State::Handshaking(Box::new(hs)),
             streams: BTreeMap::new(),
             next_key: 1,
             error: None,
@@ -222,9 +222,9 @@ impl H2Server {
             let mut moved = false;
             self.pump_streams(&mut cx, &mut moved);
             match &mut self.state {
-                State::Handshaking(hs) => match Pin::new(hs).poll(&mut cx) {
+                State::Handshaking(hs) => match Pin::new(&mut **hs).poll(&mut cx) {
                     Poll::Ready(Ok(conn)) => {
-                        self.state = State::Open(conn);
+                        self.state = State::Open(Box::new(conn));
                         moved = true;
                     }
                     Poll::Ready(Err(e)) => {

@@ -130,3 +130,75 @@ fn twenty_concurrent_gets_against_nghttpd() {
     }
     peer.kill();
 }
+
+/// One connection served by ss-core's H2Server over a plain socket (h2c with
+/// prior knowledge): every request gets 200 and a 3000-byte body.
+fn serve_h2c(mut sock: TcpStream) {
+    use ss_core::proto::h2::H2Server;
+    sock.set_read_timeout(Some(Duration::from_millis(20)))
+        .expect("timeout");
+    let mut s = H2Server::new(H2Config::default());
+    let mut buf = vec![0u8; 64 * 1024];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = vec![b'x'; 3000];
+    while Instant::now() < deadline {
+        while let Some(out) = s.poll_transmit() {
+            if sock.write_all(&out).is_err() {
+                return;
+            }
+        }
+        match sock.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                if s.handle_input(&buf[..n]).is_err() {
+                    while let Some(out) = s.poll_transmit() {
+                        let _ = sock.write_all(&out);
+                    }
+                    return;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return,
+        }
+        while let Some(ev) = s.poll_event() {
+            if let H2Event::Data { key, eom: true, .. } = ev {
+                let _ = s.respond(
+                    key,
+                    200,
+                    &[("content-type".into(), "text/plain".into())],
+                    false,
+                );
+                let _ = s.send_data(key, &body, true);
+            }
+        }
+    }
+}
+
+#[test]
+fn h2load_against_our_server() {
+    let h2load = require("h2load");
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        // Bounded: h2load opens 2 connections.
+        for sock in listener.incoming().take(2).flatten() {
+            std::thread::spawn(move || serve_h2c(sock));
+        }
+    });
+    let out = Command::new(h2load)
+        .args(["-n", "200", "-c", "2", "-m", "20", "-T", "20"])
+        .arg(format!("http://127.0.0.1:{port}/x"))
+        .output()
+        .expect("run h2load");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "h2load failed:\n{text}");
+    assert!(
+        text.contains("200 succeeded, 0 failed, 0 errored"),
+        "h2load:\n{text}"
+    );
+    assert!(text.contains("status codes: 200 2xx"), "h2load:\n{text}");
+}

@@ -296,6 +296,8 @@ impl tokio::io::AsyncRead for Pipe {
             }
             let n = buf.remaining().min(q.inbound.len());
             let (a, b) = q.inbound.as_slices();
+            // ok: n <= a.len() + b.len() and na = min(n, a.len()), so both
+            // slices are in range.
             let na = n.min(a.len());
             buf.put_slice(&a[..na]);
             buf.put_slice(&b[..n - na]);

@@ -63,6 +63,8 @@ enum Piece<'a> {
 
 impl Splitter {
     fn feed<'a>(&mut self, mut data: &'a [u8], f: &mut dyn FnMut(Piece<'a>)) {
+        // ok: every slice below is cut at `n <= data.len()` (a `min` with it),
+        // and `hdr_len + n <= 9`, so no index can go out of range.
         while !data.is_empty() {
             if self.preface_left > 0 {
                 let n = self.preface_left.min(data.len());

@@ -2,7 +2,7 @@
 # Installs what the tests need on a fresh Debian machine with the Rust toolchain.
 # Idempotent; run by .ci/run before the tests. Third-party peers used by the
 # conformance tests (nginx, python3, openssl, curl, mosquitto, python websockets;
-# later nghttp2) are installed here: the tests start their own instances on
+# nghttp2) are installed here: the tests start their own instances on
 # loopback and fail (never skip) when a peer is missing.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -28,6 +28,11 @@ fi
 # mosquitto_sub/mosquitto_pub are a second, independent MQTT client.
 have mosquitto || need+=(mosquitto)
 have mosquitto_sub || need+=(mosquitto-clients)
+# nghttpd (nghttp2-server) is the HTTP/2 server peer of ss-core's h2 client
+# machine (conformance/tests/h2_peers_smoke.rs); nghttp/h2load (nghttp2-client)
+# are third-party HTTP/2 clients.
+have nghttpd || need+=(nghttp2-server)
+have nghttp || need+=(nghttp2-client)
 # The echo module gives the nginx peer a POST/PUT /echo endpoint.
 [ -e /usr/lib/nginx/modules/ngx_http_echo_module.so ] || need+=(libnginx-mod-http-echo)
 

@@ -1,5 +1,7 @@
 //! ss-core stays sans-IO: its sources never read a clock, open a socket, spawn
-//! a thread or ask the OS for randomness, and it depends on no runtime.
+//! a thread or ask the OS for randomness, and it depends on no runtime (tokio
+//! only for its I/O traits, with no runtime feature: see
+//! `tokio_in_ss_core_has_no_runtime_features`).
 
 use std::path::Path;
 
@@ -56,18 +58,14 @@ fn ss_core_sources_touch_no_os() {
     );
 }
 
-#[test]
-fn ss_core_depends_on_no_runtime() {
+/// The dependency tree of ss-core as built alone (normal edges only), in
+/// `cargo tree` output with the given extra arguments.
+fn ss_core_tree(extra: &[&str]) -> String {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ss-core/Cargo.toml");
     let out = std::process::Command::new(env!("CARGO"))
-        .args([
-            "tree",
-            "-e",
-            "normal",
-            "--prefix",
-            "none",
-            "--manifest-path",
-        ])
+        .args(["tree", "--prefix", "none"])
+        .args(extra)
+        .arg("--manifest-path")
         .arg(&manifest)
         .output()
         .expect("run cargo tree");
@@ -76,11 +74,68 @@ fn ss_core_depends_on_no_runtime() {
         "cargo tree failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let tree = String::from_utf8_lossy(&out.stdout);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn ss_core_depends_on_no_runtime() {
+    let tree = ss_core_tree(&["-e", "normal"]);
     for dep in tree.lines().filter_map(|l| l.split_whitespace().next()) {
         assert!(
-            !["tokio", "mio", "async-io", "smol", "async-net", "async-std"].contains(&dep),
+            ![
+                "mio",
+                "async-io",
+                "smol",
+                "async-net",
+                "async-std",
+                "async-executor"
+            ]
+            .contains(&dep),
             "ss-core depends on {dep}:\n{tree}"
         );
     }
+}
+
+/// tokio is allowed in ss-core's tree for one reason: the `h2` crate (used by
+/// `proto::h2`) is written against tokio's `AsyncRead`/`AsyncWrite` traits and
+/// tokio-util's codec, so it needs tokio's `io-util` (and tokio-util pulls in
+/// `sync`, plain data structures). ss-core drives h2 over in-memory queues
+/// with a no-op waker; no runtime is involved. This test pins that: none of
+/// tokio's features that bring a runtime, a reactor, timers or OS access may
+/// be enabled in ss-core's build. (Feature resolution here is for ss-core
+/// built alone, as `cargo tree -p ss-core` does, so the adapters' tokio
+/// features do not leak in.)
+#[test]
+fn tokio_in_ss_core_has_no_runtime_features() {
+    let tree = ss_core_tree(&["-e", "features,normal", "-i", "tokio"]);
+    if !tree.lines().any(|l| l.starts_with("tokio v")) {
+        return; // tokio is not in the tree at all
+    }
+    let enabled: Vec<&str> = tree
+        .lines()
+        .filter_map(|l| l.strip_prefix("tokio feature \""))
+        .filter_map(|l| l.split('"').next())
+        .collect();
+    assert!(
+        enabled.contains(&"io-util"),
+        "expected to see tokio's features in:\n{tree}"
+    );
+    let runtime = [
+        "rt",
+        "rt-multi-thread",
+        "net",
+        "time",
+        "process",
+        "signal",
+        "fs",
+        "io-std",
+        "full",
+        "macros",
+        "test-util",
+    ];
+    let bad: Vec<&&str> = enabled.iter().filter(|f| runtime.contains(f)).collect();
+    assert!(
+        bad.is_empty(),
+        "ss-core's build enables tokio runtime features {bad:?}:\n{tree}"
+    );
 }

@@ -3,6 +3,7 @@
 //! produces ([`Output`]) to streams and the adapter.
 
 pub mod h1;
+pub mod h2;
 pub mod mqtt;
 pub mod raw;
 pub mod tls;

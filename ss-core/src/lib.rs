@@ -11,6 +11,7 @@ pub mod handler;
 pub mod metadata;
 pub mod policy;
 pub mod proto;
+pub mod proxy;
 pub mod retry;
 pub mod state;
 

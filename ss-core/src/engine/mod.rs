@@ -2,6 +2,7 @@
 //! them and their timers, and routes between protocol machines, the adapter
 //! (actions) and the application (events). Sans-IO: every input carries `now`.
 
+mod h2;
 mod http;
 mod mqtt;
 mod timers;
@@ -90,6 +91,8 @@ enum Proto {
     WsServer(Box<proto::ws::Ws>),
     /// An MQTT session shared by several streams.
     Mqtt(Box<mqtt::MqttConn>),
+    /// An HTTP/2 client connection shared by several streams.
+    H2(Box<h2::H2Conn>),
 }
 
 /// Where a kept-alive client connection may be reused: same target, port and TLS.
@@ -150,6 +153,8 @@ pub struct Engine {
     tls: TlsContext,
     /// Shared MQTT connections by (host, port, TLS).
     mqtt_conns: BTreeMap<PoolKey, ConnId>,
+    /// Shared HTTP/2 connections by (host, port, TLS).
+    h2_conns: BTreeMap<PoolKey, ConnId>,
     /// Unacknowledged MQTT messages waiting for the next connection to a place.
     mqtt_resume: BTreeMap<PoolKey, proto::mqtt::InFlight>,
 }
@@ -177,6 +182,7 @@ impl Engine {
             next_id: 1,
             pool: BTreeMap::new(),
             mqtt_conns: BTreeMap::new(),
+            h2_conns: BTreeMap::new(),
             mqtt_resume: BTreeMap::new(),
             cookies: BTreeMap::new(),
             blobs: BTreeMap::new(),
@@ -380,6 +386,7 @@ impl Engine {
             Proto::H1Server(_) => self.h1s_write(now, conn_id, id, data, flags),
             Proto::WsClient(_) | Proto::WsServer(_) => self.ws_write(now, conn_id, id, data, flags),
             Proto::Mqtt(_) => self.mqtt_write(now, conn_id, id, data, flags),
+            Proto::H2(_) => self.h2_write(now, conn_id, id, data, flags),
         }
     }
 
@@ -388,6 +395,14 @@ impl Engine {
     /// drop; an attempt still under way reports UNREACHABLE and backs off.
     pub fn disconnect(&mut self, now: Instant, id: StreamId) -> Result<(), Error> {
         if let Some(conn) = self.stream(id)?.conn {
+            if self.is_h2_conn(conn) {
+                self.h2_leave(now, conn, id);
+                if let Some(s) = self.streams.get_mut(&id) {
+                    s.seq = Seq::Idle;
+                }
+                self.emit_state(id, StreamState::Disconnected, 0);
+                return Ok(());
+            }
             if self.is_mqtt_conn(conn) {
                 // Only this stream leaves the shared connection.
                 self.mqtt_leave(now, conn, id);
@@ -416,6 +431,8 @@ impl Engine {
         if let Some(conn) = self.streams.get(&id).and_then(|s| s.conn) {
             if self.is_mqtt_conn(conn) {
                 self.mqtt_leave(now, conn, id);
+            } else if self.is_h2_conn(conn) {
+                self.h2_leave(now, conn, id);
             }
         }
         let s = self.streams.remove(&id).ok_or(Error::NoSuchStream(id))?;
@@ -639,7 +656,7 @@ impl Engine {
         }
         c.rx_any = true;
         c.last_rx = Some(now);
-        if c.stream.is_none() && !matches!(c.proto, Proto::Mqtt(_)) {
+        if c.stream.is_none() && !matches!(c.proto, Proto::Mqtt(_) | Proto::H2(_)) {
             // An idle pooled connection has nothing to say: drop it.
             self.close_conn(conn);
             self.drop_conn(conn);
@@ -694,6 +711,9 @@ impl Engine {
             return;
         };
         match (&c.phase, &c.proto, c.stream) {
+            (Phase::Open, Proto::H2(_), _) => {
+                self.h2_lost(now, conn, "h2: connection closed".into())
+            }
             (Phase::Open, Proto::Mqtt(_), _) => {
                 self.mqtt_lost(now, conn, proto::mqtt::MqttError::Closed)
             }
@@ -952,6 +972,9 @@ impl Engine {
         };
         let st = s.st.clone();
         let port = s.redirect.as_ref().map_or(st.port, |r| r.port);
+        if st.protocol == Protocol::H2 && !st.server && self.h2_join(now, id) {
+            return;
+        }
         if mqtt::is_mqtt(&st) && self.mqtt_join(now, id) {
             // Riding an existing connection to the same broker.
             return;
@@ -1070,6 +1093,13 @@ impl Engine {
         self.arm_validity(now, conn);
     }
 
+    /// Whether `conn` is a shared HTTP/2 connection.
+    fn is_h2_conn(&self, conn: ConnId) -> bool {
+        self.conns
+            .get(&conn)
+            .is_some_and(|c| matches!(c.proto, Proto::H2(_)))
+    }
+
     /// Whether `conn` is a shared MQTT connection.
     fn is_mqtt_conn(&self, conn: ConnId) -> bool {
         self.conns
@@ -1133,7 +1163,10 @@ impl Engine {
             Some(Proto::Raw(_)) | None => {}
             Some(Proto::H1Client(_)) => self.h1c_start(now, conn),
             Some(Proto::WsClient(_)) => self.ws_start(now, conn),
-            Some(Proto::H1Server(_)) | Some(Proto::WsServer(_)) | Some(Proto::Mqtt(_)) => {}
+            Some(Proto::H1Server(_))
+            | Some(Proto::WsServer(_))
+            | Some(Proto::Mqtt(_))
+            | Some(Proto::H2(_)) => {}
         }
         self.service_tx();
     }
@@ -1157,6 +1190,7 @@ impl Engine {
             Proto::WsClient(_) => self.ws_client_input(now, conn, data),
             Proto::WsServer(_) => self.ws_input(now, conn, data),
             Proto::Mqtt(_) => self.mqtt_input(now, conn, data),
+            Proto::H2(_) => self.h2_input(now, conn, data),
         }
     }
 
@@ -1253,6 +1287,15 @@ impl Engine {
         };
         c.deadline = None;
         self.timers.cancel(Timer::ConnectTimeout(conn));
+        let h2 = c
+            .tls
+            .as_ref()
+            .and_then(|t| t.alpn_protocol())
+            .is_some_and(|p| p == b"h2");
+        if h2 && matches!(c.proto, Proto::H1Client(_)) {
+            c.last_rx.get_or_insert(now);
+            return self.h2_upgrade(now, conn);
+        }
         self.transport_ready(now, conn);
     }
 
@@ -1263,6 +1306,9 @@ impl Engine {
             return;
         };
         let ready = c.ready;
+        if matches!(c.proto, Proto::H2(_)) {
+            return self.h2_lost(now, conn, reason);
+        }
         if matches!(c.proto, Proto::Mqtt(_)) {
             if ready {
                 return self.mqtt_lost(now, conn, proto::mqtt::MqttError::Malformed(reason));
@@ -1322,6 +1368,7 @@ impl Engine {
             }
         }
         self.mqtt_conns.retain(|_, c| *c != conn);
+        self.h2_conns.retain(|_, c| *c != conn);
         let c = self.conns.remove(&conn)?;
         if let Some(key) = &c.pool {
             if let Some(list) = self.pool.get_mut(key) {
@@ -1354,6 +1401,9 @@ impl Engine {
 
     /// An open connection went away: DISCONNECTED, then per role and policy.
     fn conn_lost(&mut self, now: Instant, conn: ConnId) {
+        if self.is_h2_conn(conn) {
+            return self.h2_lost(now, conn, "h2: connection lost".into());
+        }
         if self.is_mqtt_conn(conn) {
             return self.mqtt_lost(now, conn, proto::mqtt::MqttError::Closed);
         }
@@ -1380,6 +1430,9 @@ impl Engine {
 
     /// The protocol on `conn` failed: tell why, close, and treat it as a loss.
     fn protocol_failed(&mut self, now: Instant, conn: ConnId, reason: String) {
+        if self.is_h2_conn(conn) {
+            return self.h2_lost(now, conn, reason);
+        }
         if self.is_mqtt_conn(conn) {
             return self.mqtt_lost(now, conn, proto::mqtt::MqttError::Malformed(reason));
         }
@@ -1448,6 +1501,10 @@ impl Engine {
                     && c.ready
                     && c.unsent < self.config.tx_high_water
                     && proto_wants_tx(&c.proto)
+                    && match &c.proto {
+                        Proto::H2(h) => h.wants_body(id),
+                        _ => true,
+                    }
             });
             if room {
                 self.tx_pending.remove(&id);
@@ -1606,6 +1663,7 @@ fn proto_for(st: &StreamType, accepted: bool, config: &EngineConfig) -> Proto {
 /// The ALPN protocols a streamtype offers or accepts over TLS.
 fn alpn_for(st: &StreamType) -> &'static [&'static [u8]] {
     match st.protocol {
+        Protocol::H2 if !st.server => &[b"h2", b"http/1.1"],
         Protocol::H1 | Protocol::Ws | Protocol::H2 => &[b"http/1.1"],
         Protocol::Mqtt if st.mqtt.aws_iot => &[b"x-amzn-mqtt-ca"],
         Protocol::Raw | Protocol::Mqtt => &[],
@@ -1621,6 +1679,8 @@ fn proto_wants_tx(p: &Proto) -> bool {
         Proto::WsClient(c) => c.ws.as_ref().is_some_and(|w| !w.is_closing()),
         Proto::WsServer(w) => !w.is_closing(),
         Proto::Mqtt(m) => m.wants_tx(),
+        // Decided per stream in service_tx.
+        Proto::H2(_) => true,
     }
 }
 

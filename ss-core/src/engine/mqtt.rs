@@ -75,6 +75,7 @@ impl Engine {
         match self.conns.get(&conn) {
             Some(c) => match &c.proto {
                 Proto::Mqtt(m) => m.members.iter().copied().collect(),
+                Proto::H2(h) => h.members().collect(),
                 _ => c.stream.into_iter().collect(),
             },
             None => vec![],

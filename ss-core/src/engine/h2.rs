@@ -1,0 +1,567 @@
+//! HTTP/2 glue (client): streams of `h2` streamtypes whose endpoint, port and
+//! TLS match share one connection once ALPN settled on `h2`, up to the peer's
+//! concurrent-stream limit (the rest wait their turn).
+//!
+//! Each stream's transaction follows the HTTP/1.1 one (see `http.rs`): the
+//! request is built from the same policy keys (method, URL with
+//! `${metadata}`, metadata and blob headers, cookies), a body is asked for
+//! with `Writable` while the stream is still CONNECTING, the response head
+//! sets metadata and reports CONNECTED (after any `http_resp_map` state), the
+//! body arrives SOM..EOM, then QOS_ACK_REMOTE / QOS_NACK_REMOTE and
+//! DISCONNECTED as the stream leaves the connection (which stays up for the
+//! others, and idles for `keepalive_idle` when it has none). A stream reset
+//! or a lost connection fails its streams (UNREACHABLE, or DISCONNECTED after
+//! CONNECTED) and they retry per policy; 503 / 429 conceal the attempt.
+//! Differences from HTTP/1.1: redirects are not followed (they fail the
+//! attempt, the default), and `http_multipart_name` wrapping is not applied.
+//!
+//! Over plain TCP, or when ALPN picks `http/1.1`, an h2 streamtype speaks
+//! HTTP/1.1 (the reference's fallback).
+
+use super::{ConnId, Engine, Error, Event, Proto, Seq, StreamId, Timer};
+use crate::proto::h1;
+use crate::proto::h2::{H2Client, H2Config, H2Error, H2Event, RequestHead, StreamKey};
+use crate::state::{Flags, StreamState};
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// RST_STREAM code CANCEL.
+const CANCEL: u32 = 0x8;
+
+/// One stream riding an HTTP/2 connection.
+#[derive(Debug, Default)]
+struct Member {
+    key: Option<StreamKey>,
+    body_open: bool,
+    had_body: bool,
+    good: bool,
+    som_pending: bool,
+    /// Body bytes the machine has not taken yet, and whether they end it.
+    pending: Vec<u8>,
+    pending_eom: bool,
+}
+
+/// A client HTTP/2 connection shared by several streams.
+#[derive(Debug)]
+pub(super) struct H2Conn {
+    m: H2Client,
+    members: BTreeMap<StreamId, Member>,
+    by_key: BTreeMap<StreamKey, StreamId>,
+    /// Streams waiting for the peer to allow another stream.
+    waiting: VecDeque<StreamId>,
+    /// GOAWAY arrived: no new streams.
+    draining: bool,
+}
+
+impl H2Conn {
+    /// The streams it carries.
+    pub(super) fn members(&self) -> impl Iterator<Item = StreamId> + '_ {
+        self.members.keys().copied()
+    }
+
+    /// Whether stream `sid` may write request body now.
+    pub(super) fn wants_body(&self, sid: StreamId) -> bool {
+        self.members
+            .get(&sid)
+            .is_some_and(|m| m.key.is_some() && m.body_open && m.pending.is_empty())
+    }
+}
+
+fn h2_of(p: &mut Proto) -> Option<&mut H2Conn> {
+    match p {
+        Proto::H2(c) => Some(c),
+        _ => None,
+    }
+}
+
+impl Engine {
+    /// TLS settled on `h2` for `conn`: turn it into a shared HTTP/2 connection
+    /// carrying the stream that opened it.
+    pub(super) fn h2_upgrade(&mut self, now: Instant, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let Some(sid) = c.stream.take() else { return };
+        let st = self.streams.get(&sid).map(|s| s.st.clone());
+        let cfg = H2Config {
+            quirk_end_stream: st.as_ref().is_some_and(|s| s.http.quirk_end_stream),
+            quirk_oflow_txcr: st
+                .as_ref()
+                .is_some_and(|s| s.http.h2_quirk_overflow_tx_credit),
+            ..H2Config::default()
+        };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.proto = Proto::H2(Box::new(H2Conn {
+            m: H2Client::new(cfg),
+            members: BTreeMap::new(),
+            by_key: BTreeMap::new(),
+            waiting: VecDeque::new(),
+            draining: false,
+        }));
+        c.ready = true;
+        c.pool = None;
+        if let Some(key) = self.h2_key(sid) {
+            self.h2_conns.insert(key, conn);
+        }
+        self.h2_attach(now, conn, sid);
+    }
+
+    /// The sharing key of a stream.
+    fn h2_key(&self, sid: StreamId) -> Option<super::PoolKey> {
+        let s = self.streams.get(&sid)?;
+        let (target, tls) = super::resolve_endpoint(s).ok()?;
+        let t = match target {
+            super::Target::Addr(a) => a.to_string(),
+            super::Target::Host(h) => h.to_ascii_lowercase(),
+        };
+        Some((t, s.st.port, tls))
+    }
+
+    /// Ride an existing HTTP/2 connection to the same place, if there is one.
+    pub(super) fn h2_join(&mut self, now: Instant, sid: StreamId) -> bool {
+        let Some(key) = self.h2_key(sid) else {
+            return false;
+        };
+        let Some(&conn) = self.h2_conns.get(&key) else {
+            return false;
+        };
+        let usable = self
+            .conns
+            .get_mut(&conn)
+            .and_then(|c| h2_of(&mut c.proto))
+            .is_some_and(|h| !h.draining);
+        if !usable {
+            return false;
+        }
+        self.timers.cancel(Timer::PoolIdle(conn));
+        if let Some(s) = self.streams.get_mut(&sid) {
+            s.conn = Some(conn);
+            s.seq = Seq::Connected;
+        }
+        self.h2_attach(now, conn, sid);
+        true
+    }
+
+    fn h2_attach(&mut self, now: Instant, conn: ConnId, sid: StreamId) {
+        if let Some(h) = self.conns.get_mut(&conn).and_then(|c| h2_of(&mut c.proto)) {
+            h.members.insert(sid, Member::default());
+            h.waiting.push_back(sid);
+        }
+        if let Some(s) = self.streams.get_mut(&sid) {
+            s.conn = Some(conn);
+            s.seq = Seq::Connected;
+        }
+        self.h2_pump(now, conn);
+    }
+
+    /// Start waiting requests, send what the machine queued, route its events.
+    fn h2_pump(&mut self, now: Instant, conn: ConnId) {
+        // Requests for streams waiting their turn.
+        loop {
+            let Some(h) = self.conns.get_mut(&conn).and_then(|c| h2_of(&mut c.proto)) else {
+                return;
+            };
+            let Some(&sid) = h.waiting.front() else { break };
+            if !h.members.contains_key(&sid) {
+                h.waiting.pop_front();
+                continue;
+            }
+            if !self.h2_start_request(now, conn, sid) {
+                break;
+            }
+        }
+        loop {
+            let Some(h) = self.conns.get_mut(&conn).and_then(|c| h2_of(&mut c.proto)) else {
+                return;
+            };
+            let out = h.m.poll_transmit();
+            let ev = h.m.poll_event();
+            if let Some(bytes) = out {
+                self.transmit(conn, bytes);
+            }
+            match ev {
+                Some(ev) => self.h2_event(now, conn, ev),
+                None => break,
+            }
+        }
+        self.service_tx();
+    }
+
+    /// Send stream `sid`'s request; false if the peer allows no more streams now.
+    fn h2_start_request(&mut self, now: Instant, conn: ConnId, sid: StreamId) -> bool {
+        let body_wanted = self.tx_pending.contains(&sid);
+        let head = match self.h1_request(sid, body_wanted) {
+            Ok(h) => h,
+            Err(reason) => {
+                if let Some(h) = self.conns.get_mut(&conn).and_then(|c| h2_of(&mut c.proto)) {
+                    h.waiting.pop_front();
+                }
+                self.h2_member_fail(now, conn, sid, reason);
+                return true;
+            }
+        };
+        let tls = self.conns.get(&conn).is_some_and(|c| c.tls.is_some());
+        let end_stream = head.body == h1::BodyMode::None;
+        let req = RequestHead {
+            method: head.method.clone(),
+            path: head.path.clone(),
+            authority: head.host.clone(),
+            scheme: if tls { "https" } else { "http" }.into(),
+            headers: head.headers.clone(),
+            end_stream,
+        };
+        let Some(h) = self.conns.get_mut(&conn).and_then(|c| h2_of(&mut c.proto)) else {
+            return false;
+        };
+        match h.m.start_request(&req) {
+            Ok(key) => {
+                h.waiting.pop_front();
+                h.by_key.insert(key, sid);
+                if let Some(m) = h.members.get_mut(&sid) {
+                    m.key = Some(key);
+                    m.body_open = !end_stream;
+                    m.had_body = !end_stream;
+                    m.som_pending = true;
+                }
+                if end_stream {
+                    self.tx_pending.remove(&sid);
+                }
+                self.timers.set(
+                    Timer::HttpSilence(conn),
+                    now + self.config.http_silence_timeout,
+                );
+                true
+            }
+            Err(H2Error::WouldBlock) => false,
+            Err(e) => {
+                h.waiting.pop_front();
+                self.h2_member_fail(now, conn, sid, e.to_string());
+                true
+            }
+        }
+    }
+
+    /// Response bytes (plaintext) arrived.
+    pub(super) fn h2_input(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
+        let res = match self.conns.get_mut(&conn).and_then(|c| h2_of(&mut c.proto)) {
+            Some(h) => h.m.handle_input(data),
+            None => return,
+        };
+        self.timers.set(
+            Timer::HttpSilence(conn),
+            now + self.config.http_silence_timeout,
+        );
+        self.h2_pump(now, conn);
+        if let Err(e) = res {
+            self.h2_lost(now, conn, e.to_string());
+        }
+    }
+
+    fn h2_event(&mut self, now: Instant, conn: ConnId, ev: H2Event) {
+        let sid_of = |e: &Engine, key: StreamKey| {
+            e.conns.get(&conn).and_then(|c| match &c.proto {
+                Proto::H2(h) => h.by_key.get(&key).copied(),
+                _ => None,
+            })
+        };
+        match ev {
+            H2Event::Response {
+                key,
+                status,
+                headers,
+            } => {
+                let Some(sid) = sid_of(self, key) else { return };
+                self.h2_response(now, conn, sid, key, status, headers);
+            }
+            H2Event::Data { key, data, eom } => {
+                let Some(sid) = sid_of(self, key) else { return };
+                let Some(h) = self.conns.get_mut(&conn).and_then(|c| h2_of(&mut c.proto)) else {
+                    return;
+                };
+                let Some(m) = h.members.get_mut(&sid) else {
+                    return;
+                };
+                let mut flags = Flags::NONE;
+                if m.som_pending && (!data.is_empty() || eom) {
+                    flags |= Flags::SOM;
+                    m.som_pending = false;
+                }
+                if eom {
+                    flags |= Flags::EOM;
+                }
+                if !data.is_empty() || eom {
+                    self.events.push_back(Event::Rx {
+                        stream: sid,
+                        data,
+                        flags,
+                    });
+                }
+                if eom {
+                    self.h2_done(now, conn, sid);
+                }
+            }
+            H2Event::Writable { key } => {
+                let Some(sid) = sid_of(self, key) else { return };
+                self.h2_push_pending(now, conn, sid);
+            }
+            H2Event::Reset { key, reason } => {
+                let Some(sid) = sid_of(self, key) else { return };
+                self.h2_member_fail(
+                    now,
+                    conn,
+                    sid,
+                    format!("h2: stream reset by the peer ({reason:#x})"),
+                );
+            }
+            H2Event::GoAway { .. } => {
+                if let Some(h) = self.conns.get_mut(&conn).and_then(|c| h2_of(&mut c.proto)) {
+                    h.draining = true;
+                }
+                self.h2_conns.retain(|_, c| *c != conn);
+                // Streams not started yet go elsewhere.
+                let waiting: Vec<StreamId> = self
+                    .conns
+                    .get_mut(&conn)
+                    .and_then(|c| h2_of(&mut c.proto))
+                    .map(|h| h.waiting.drain(..).collect())
+                    .unwrap_or_default();
+                for sid in waiting {
+                    self.h2_member_fail(now, conn, sid, "h2: the server is going away".into());
+                }
+            }
+            H2Event::Closed => self.h2_lost(now, conn, "h2: connection closed".into()),
+            H2Event::Request { .. } => {}
+        }
+    }
+
+    fn h2_response(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        sid: StreamId,
+        key: StreamKey,
+        status: u16,
+        headers: Vec<(String, String)>,
+    ) {
+        let Some(st) = self.streams.get(&sid).map(|s| s.st.clone()) else {
+            return;
+        };
+        if status == 503 || status == 429 || h1::redirect_target(status, &headers).is_some() {
+            if let Some(h) = self.conns.get_mut(&conn).and_then(|c| h2_of(&mut c.proto)) {
+                let _ = h.m.reset(key, CANCEL);
+            }
+            if status == 503 || status == 429 {
+                let after = h1::header(&headers, "retry-after")
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map_or(Duration::ZERO, Duration::from_secs)
+                    .min(Duration::from_secs(3600));
+                let had_body = self.h2_detach(now, conn, sid);
+                if had_body {
+                    self.tx_pending.insert(sid);
+                }
+                if let Some(s) = self.streams.get_mut(&sid) {
+                    s.seq = Seq::Idle;
+                }
+                self.backoff(now, sid, false, after);
+            } else {
+                self.h2_member_fail(
+                    now,
+                    conn,
+                    sid,
+                    format!("h2: redirect ({status}) not followed"),
+                );
+            }
+            return;
+        }
+        if let Some(s) = self.streams.get_mut(&sid) {
+            s.tries = 0;
+        }
+        self.metadata_from_headers(sid, &headers);
+        if st.http.cookies {
+            self.cookies
+                .entry(st.name.clone())
+                .or_default()
+                .ingest(&headers);
+        }
+        if let Some(&(_, mapped)) = st.http.resp_map.iter().find(|(c, _)| *c == status) {
+            self.emit_state(sid, StreamState::User, mapped);
+        }
+        let good = match st.http.expect {
+            Some(e) => status == e,
+            None => (200..300).contains(&status),
+        };
+        if let Some(m) = self
+            .conns
+            .get_mut(&conn)
+            .and_then(|c| h2_of(&mut c.proto))
+            .and_then(|h| h.members.get_mut(&sid))
+        {
+            m.good = good;
+        }
+        if !self.streams.get(&sid).is_some_and(|s| s.connected_reported) {
+            self.emit_state(sid, StreamState::Connected, 0);
+        }
+    }
+
+    /// Stream `sid` leaves the connection; whether its request had a body.
+    fn h2_detach(&mut self, now: Instant, conn: ConnId, sid: StreamId) -> bool {
+        let mut had_body = false;
+        let mut empty = false;
+        if let Some(h) = self.conns.get_mut(&conn).and_then(|c| h2_of(&mut c.proto)) {
+            if let Some(m) = h.members.remove(&sid) {
+                had_body = m.had_body;
+                if let Some(k) = m.key {
+                    h.by_key.remove(&k);
+                }
+            }
+            h.waiting.retain(|s| *s != sid);
+            empty = h.members.is_empty();
+        }
+        if let Some(s) = self.streams.get_mut(&sid) {
+            if s.conn == Some(conn) {
+                s.conn = None;
+            }
+        }
+        if empty {
+            self.timers.cancel(Timer::HttpSilence(conn));
+            self.timers
+                .set(Timer::PoolIdle(conn), now + self.config.keepalive_idle);
+        }
+        had_body
+    }
+
+    /// The response completed: ACK / NACK, the stream leaves, DISCONNECTED.
+    fn h2_done(&mut self, now: Instant, conn: ConnId, sid: StreamId) {
+        let good = self
+            .conns
+            .get_mut(&conn)
+            .and_then(|c| h2_of(&mut c.proto))
+            .and_then(|h| h.members.get(&sid))
+            .is_some_and(|m| m.good);
+        if !self.streams.get(&sid).is_some_and(|s| s.connected_reported) {
+            self.emit_state(sid, StreamState::Connected, 0);
+        }
+        self.emit_state(
+            sid,
+            if good {
+                StreamState::QosAckRemote
+            } else {
+                StreamState::QosNackRemote
+            },
+            0,
+        );
+        self.h2_detach(now, conn, sid);
+        if let Some(s) = self.streams.get_mut(&sid) {
+            s.seq = Seq::Idle;
+            s.tries = 0;
+            s.tx_len = None;
+        }
+        self.emit_state(sid, StreamState::Disconnected, 0);
+        if self.tx_pending.contains(&sid) {
+            self.poll_and_connect(now, sid);
+        }
+    }
+
+    /// One stream failed on the connection (reset, bad request, refused).
+    fn h2_member_fail(&mut self, now: Instant, conn: ConnId, sid: StreamId, reason: String) {
+        self.emit_error(sid, reason);
+        if self.h2_detach(now, conn, sid) {
+            self.tx_pending.insert(sid);
+        }
+        let Some(s) = self.streams.get_mut(&sid) else {
+            return;
+        };
+        s.seq = Seq::Idle;
+        let reported = s.connected_reported;
+        if reported {
+            self.emit_state(sid, StreamState::Disconnected, 0);
+        } else {
+            self.emit_state(sid, StreamState::Unreachable, 0);
+        }
+        self.backoff(now, sid, reported, Duration::ZERO);
+    }
+
+    /// The connection is gone: every stream on it fails and retries.
+    pub(super) fn h2_lost(&mut self, now: Instant, conn: ConnId, reason: String) {
+        let members: Vec<StreamId> = match self.conns.get(&conn).map(|c| &c.proto) {
+            Some(Proto::H2(h)) => h.members().collect(),
+            _ => vec![],
+        };
+        for sid in members {
+            self.h2_member_fail(now, conn, sid, reason.clone());
+        }
+        self.close_conn(conn);
+        self.drop_conn(conn);
+    }
+
+    /// The application wrote request body.
+    pub(super) fn h2_write(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        id: StreamId,
+        data: &[u8],
+        flags: Flags,
+    ) -> Result<usize, Error> {
+        let Some(h) = self.conns.get_mut(&conn).and_then(|c| h2_of(&mut c.proto)) else {
+            return Err(Error::NotConnected(id));
+        };
+        let Some(m) = h.members.get_mut(&id) else {
+            return Err(Error::NotConnected(id));
+        };
+        if m.key.is_none() || !m.body_open {
+            return Err(Error::WrongKind("this request has no body to write"));
+        }
+        m.pending.extend_from_slice(data);
+        m.pending_eom = flags.contains(Flags::EOM);
+        self.h2_push_pending(now, conn, id);
+        Ok(data.len())
+    }
+
+    /// Hand a stream's pending body to the machine as far as it takes it.
+    fn h2_push_pending(&mut self, now: Instant, conn: ConnId, sid: StreamId) {
+        let Some(h) = self.conns.get_mut(&conn).and_then(|c| h2_of(&mut c.proto)) else {
+            return;
+        };
+        let Some(m) = h.members.get_mut(&sid) else {
+            return;
+        };
+        let Some(key) = m.key else { return };
+        if m.pending.is_empty() && !m.pending_eom {
+            return;
+        }
+        let data = std::mem::take(&mut m.pending);
+        let eom = m.pending_eom;
+        match h.m.send_data(key, &data, eom) {
+            Ok(n) => {
+                let rest = data.get(n..).unwrap_or(&[]).to_vec();
+                if rest.is_empty() {
+                    m.pending_eom = false;
+                    if eom {
+                        m.body_open = false;
+                    }
+                }
+                m.pending = rest;
+            }
+            Err(e) => {
+                self.h2_member_fail(now, conn, sid, e.to_string());
+                return;
+            }
+        }
+        self.h2_pump(now, conn);
+    }
+
+    /// A stream on an HTTP/2 connection is destroyed or disconnected: cancel
+    /// its request; the connection stays for the others.
+    pub(super) fn h2_leave(&mut self, now: Instant, conn: ConnId, sid: StreamId) {
+        if let Some(h) = self.conns.get_mut(&conn).and_then(|c| h2_of(&mut c.proto)) {
+            if let Some(key) = h.members.get(&sid).and_then(|m| m.key) {
+                let _ = h.m.reset(key, CANCEL);
+            }
+        }
+        self.h2_detach(now, conn, sid);
+        self.h2_pump(now, conn);
+    }
+}

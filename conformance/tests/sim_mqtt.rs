@@ -151,7 +151,11 @@ fn calm_runs_deliver_everything_once() {
     // Node 1 is client0: its two streams, interleaved.
     let st = states_of_node(&r, 1);
     assert_eq!(st.iter().filter(|s| **s == Connected).count(), 2, "{st:?}");
-    assert_eq!(st.iter().filter(|s| **s == QosAckRemote).count(), 6, "{st:?}");
+    assert_eq!(
+        st.iter().filter(|s| **s == QosAckRemote).count(),
+        6,
+        "{st:?}"
+    );
 }
 
 /// A broker hanging up before acknowledging: the message is retransmitted

@@ -715,3 +715,53 @@ fn destroying_one_stream_unsubscribes_it_and_the_last_closes_the_connection() {
     assert_eq!(b.connects.len(), 1, "no reconnect after destroy");
     b.assert_legal();
 }
+
+#[test]
+fn unacked_qos1_survives_a_reconnect_attempt_that_fails_before_connack() {
+    let mut b = Broker::new();
+    b.e.set_system_blob(SystemBlob::MqttClientId, b"dev-2")
+        .unwrap();
+    let d = b.create("durable");
+    b.take();
+    b.feed(&accepted());
+    b.write(d, b"precious");
+    let p = b.take();
+    let Pkt::Publish { pid: Some(id), .. } = p[0] else {
+        panic!("{p:?}")
+    };
+    b.e.handle_closed(b.now, b.conn());
+    b.pump();
+    // The next attempt is refused by the broker (server unavailable)...
+    b.run_timers_for(Duration::from_secs(1));
+    assert_eq!(b.connects.len(), 2);
+    b.take();
+    b.feed(&connack(
+        mqttrs::ConnectReturnCode::ServerUnavailable,
+        false,
+    ));
+    assert_eq!(b.states(d).last(), Some(&Unreachable));
+    // ...and the one after that fails to connect at all...
+    b.now += Duration::from_secs(1);
+    b.e.handle_timeout(b.now);
+    while let Some(a) = b.e.poll_action() {
+        if let Action::Connect { conn, .. } = a {
+            b.e.handle_connect_failed(b.now, conn, "refused");
+        }
+    }
+    b.pump();
+    assert_eq!(b.states(d).last(), Some(&Unreachable));
+    // ...the message is still retransmitted on the next connection.
+    b.run_timers_for(Duration::from_secs(2));
+    assert_eq!(b.connects.len(), 3);
+    b.take();
+    b.feed(&accepted());
+    let p = b.take();
+    assert!(
+        matches!(&p[..], [Pkt::Publish { dup: true, pid: Some(x), payload, .. }]
+            if *x == id && payload == b"precious"),
+        "{p:?}"
+    );
+    b.feed(&enc(&Packet::Puback(pid(id))));
+    assert_eq!(b.states(d).last(), Some(&QosAckRemote));
+    b.assert_legal();
+}

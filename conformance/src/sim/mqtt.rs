@@ -27,8 +27,8 @@
 //! [`Sim`] itself checks state transitions, event order and leaks.
 
 use super::net::{derive_seed, App, AppCx, FaultConfig, NodeId, Sim, SimRng, Stack, Stats};
-use super::shared::{new_engine, retry_policy, server_endpoint, FaultTally, SERVER_IP};
 pub use super::shared::SERVER_NAME;
+use super::shared::{new_engine, retry_policy, server_endpoint, FaultTally, SERVER_IP};
 use super::trace::{Fault, FaultKind, TraceEntry};
 use mqttrs::{Packet, QosPid};
 use ss_core::engine::SystemBlob;
@@ -96,7 +96,9 @@ impl MqttSimConfig {
                 .map(|i| MqttClientSpec {
                     use_dns: i % 2 == 0,
                     start_at: Duration::from_millis(i as u64),
-                    sizes: (0..k).map(|j| [10, 0, 300, 5000][(i + j) % 4]).collect(),
+                    sizes: (0..k)
+                        .map(|j| [10, 0, 300, 5000, 20, 40][(i + j) % 6])
+                        .collect(),
                     keep_alive: 0,
                 })
                 .collect(),
@@ -356,10 +358,7 @@ impl Broker {
                 return false;
             }
         };
-        let known = self
-            .conns
-            .get(&s)
-            .is_some_and(|c| c.client_id.is_some());
+        let known = self.conns.get(&s).is_some_and(|c| c.client_id.is_some());
         match p {
             Packet::Connect(c) => {
                 if known {
@@ -680,10 +679,7 @@ impl MqttClient {
                 }
                 let now = cx.now();
                 let m = self.msgs[self.acked].clone();
-                match cx
-                    .engine()
-                    .write(now, *stream, &m, Flags::SOM | Flags::EOM)
-                {
+                match cx.engine().write(now, *stream, &m, Flags::SOM | Flags::EOM) {
                     Ok(_) => {
                         self.in_flight = true;
                         self.writes += 1;
@@ -907,7 +903,8 @@ impl MqttSim {
                 client_policy(cfg, i, spec),
                 engine_config(cfg, 1 + i as u64),
             );
-            if let Err(e) = engine.set_system_blob(SystemBlob::MqttClientId, client_id(i).as_bytes())
+            if let Err(e) =
+                engine.set_system_blob(SystemBlob::MqttClientId, client_id(i).as_bytes())
             {
                 panic!("client id blob: {e}");
             }
@@ -1011,7 +1008,11 @@ pub fn check_mqtt(sim: &Sim, broker: NodeId, clients: &[NodeId]) -> Vec<String> 
             ));
         }
         if app.outcome == Outcome::Done && app.acked != app.msgs.len() {
-            v.push(format!("client{i}: done with {} of {}", app.acked, app.msgs.len()));
+            v.push(format!(
+                "client{i}: done with {} of {}",
+                app.acked,
+                app.msgs.len()
+            ));
         }
         let mine: Vec<&Received> = b.received.iter().filter(|r| r.client_id == id).collect();
         for (k, m) in app.msgs.iter().enumerate().take(app.acked) {

@@ -765,3 +765,36 @@ fn unacked_qos1_survives_a_reconnect_attempt_that_fails_before_connack() {
     assert_eq!(b.states(d).last(), Some(&QosAckRemote));
     b.assert_legal();
 }
+
+#[test]
+#[ignore = "engine bug: a carried message's ack reaches its stream while that stream is \
+            not on the connection (DISCONNECTED -> QOS_ACK_REMOTE is illegal)"]
+fn a_carried_message_acked_on_another_streams_connection_is_reported_legally() {
+    let mut b = Broker::new();
+    b.e.set_system_blob(SystemBlob::MqttClientId, b"dev-3")
+        .unwrap();
+    let a = b.create("durable");
+    b.take();
+    b.feed(&accepted());
+    b.write(a, b"carried");
+    b.take();
+    b.e.handle_closed(b.now, b.conn());
+    b.pump();
+    assert_eq!(b.states(a).last(), Some(&Disconnected));
+    // While `a` waits out its backoff, another stream opens a connection to
+    // the same broker; the carried message goes out on it and is acked.
+    let other = b.create("pub");
+    assert_eq!(b.connects.len(), 2);
+    b.take();
+    b.feed(&accepted());
+    let p = b.take();
+    let Some(Pkt::Publish { pid: Some(id), .. }) = p.first().cloned() else {
+        panic!("{p:?}")
+    };
+    b.feed(&enc(&Packet::Puback(pid(id))));
+    b.run_timers_for(Duration::from_secs(1));
+    // Whenever `a` hears its ack, it is in a legal place (after CONNECTED).
+    b.assert_legal();
+    assert!(b.states(a).contains(&QosAckRemote), "{:?}", b.states(a));
+    assert_eq!(b.states(other), [Creating, Connecting, Connected]);
+}

@@ -84,6 +84,10 @@ pub struct MqttSimConfig {
     pub drop_publish: f64,
     /// Most refusals and hang-ups by the broker.
     pub broker_max_faults: u32,
+    /// A client's `sub` shares `pub`'s connection (the same endpoint);
+    /// otherwise it names the broker the other way (IP for DNS name and
+    /// back), which makes a connection of its own.
+    pub mux: bool,
 }
 
 impl MqttSimConfig {
@@ -109,6 +113,7 @@ impl MqttSimConfig {
             refuse_connack: 0.0,
             drop_publish: 0.0,
             broker_max_faults: 0,
+            mux: true,
         }
     }
 
@@ -171,6 +176,7 @@ impl MqttSimConfig {
             refuse_connack: pct(&mut r, 0.4, 50, 300),
             drop_publish: pct(&mut r, 0.5, 30, 200),
             broker_max_faults: r.range(1, 5) as u32,
+            mux: r.chance(0.5),
         }
     }
 
@@ -220,10 +226,10 @@ pub fn broker_policy() -> Policy {
 /// Client `index`'s policy: `pub` and `sub`, both `nailed_up` MQTT streamtypes
 /// to the broker.
 pub fn client_policy(cfg: &MqttSimConfig, index: usize, spec: &MqttClientSpec) -> Policy {
-    let base = |name: &str| {
+    let base = |name: &str, use_dns: bool| {
         let mut st = StreamType {
             name: name.into(),
-            endpoint: Some(server_endpoint(spec.use_dns)),
+            endpoint: Some(server_endpoint(use_dns)),
             port: PORT,
             protocol: Protocol::Mqtt,
             retry: Some("sim".into()),
@@ -235,9 +241,9 @@ pub fn client_policy(cfg: &MqttSimConfig, index: usize, spec: &MqttClientSpec) -
         st.mqtt.qos = 1;
         st
     };
-    let mut publ = base("pub");
+    let mut publ = base("pub", spec.use_dns);
     publ.mqtt.topic = Some(topic_for(index));
-    let mut sub = base("sub");
+    let mut sub = base("sub", spec.use_dns == cfg.mux);
     sub.mqtt.subscribe = Some(FILTER.into());
     Policy {
         retry: vec![retry_policy(&cfg.backoff_ms, cfg.conceal, cfg.jitter_pc)],

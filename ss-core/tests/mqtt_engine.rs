@@ -230,12 +230,6 @@ impl Broker {
         self.pump();
     }
 
-    fn advance(&mut self, d: Duration) {
-        self.now += d;
-        self.e.handle_timeout(self.now);
-        self.pump();
-    }
-
     /// Run the clock to the engine's next deadline (at most `max` ahead).
     fn run_timers_for(&mut self, max: Duration) {
         let end = self.now + max;

@@ -21,7 +21,9 @@
 //! QOS_ACK_REMOTE came for the previous (a QOS_NACK_REMOTE writes it again);
 //! `sub` subscribes to `sim/+/data` and checks every message it gets is one
 //! some client wrote, whole. When every message is acknowledged (or `pub`
-//! reports ALL_RETRIES_FAILED) the client destroys both streams.
+//! reports ALL_RETRIES_FAILED) the client destroys both streams. With
+//! [`MqttSimConfig::mux`] both streams share one connection; without it `sub`
+//! names the broker the other way (IP / DNS name) and gets its own.
 //!
 //! [`check_mqtt`] lists the invariants checked once the network is quiet;
 //! [`Sim`] itself checks state transitions, event order and leaks.

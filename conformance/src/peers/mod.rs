@@ -187,6 +187,42 @@ impl PeerProcess {
         })
     }
 
+    /// Asks the process to stop (SIGTERM, so it can save state) and waits
+    /// for it, at most [`START_TIMEOUT`], killing it after that.
+    pub fn terminate(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let deadline = Instant::now() + START_TIMEOUT;
+            while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts `cmd` again in the same dir after the previous process ended
+    /// (its stdout/stderr appended to the same files).
+    pub fn respawn(&mut self, mut cmd: Command) {
+        self.kill();
+        let open = |n: &str| {
+            fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir().join(n))
+                .expect("peer log")
+        };
+        cmd.stdin(Stdio::null())
+            .stdout(open("stdout.log"))
+            .stderr(open("stderr.log"));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("peer `{}`: respawn {cmd:?}: {e}", self.name));
+        self.child = Some(child);
+    }
+
     /// Kills the process now and waits for it.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

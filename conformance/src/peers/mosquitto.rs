@@ -1,5 +1,5 @@
 //! mosquitto as a real MQTT 3.1.1 broker peer, plain and TLS, run from a temp
-//! dir with its own config (no system config, no persistence), plus helpers
+//! dir with its own config (no system config, persistence only if asked), plus helpers
 //! driving `mosquitto_sub` as a second, independent MQTT client.
 
 use super::{require, PeerProcess, TestPki};
@@ -17,11 +17,14 @@ pub struct MosquittoOpts {
     pub tls: bool,
     /// On the TLS listener, require a client certificate from the PKI's CA.
     pub require_client_cert: bool,
+    /// Keep sessions (subscriptions, queued QoS 1/2 messages) in a database
+    /// in its dir, saved at shutdown, so they survive [`Mosquitto::restart`].
+    pub persistence: bool,
 }
 
 /// A running mosquitto on 127.0.0.1: plain MQTT on [`Mosquitto::port`], TLS
-/// on [`Mosquitto::tls_port`] if asked for. Anonymous clients allowed, no
-/// persistence, `$SYS` topics refreshed every second, everything logged to
+/// on [`Mosquitto::tls_port`] if asked for. Anonymous clients allowed,
+/// persistence only if asked, `$SYS` topics refreshed every second, everything logged to
 /// `mosquitto.log` in its dir. Killed on drop.
 pub struct Mosquitto {
     proc: PeerProcess,
@@ -74,6 +77,36 @@ impl Mosquitto {
     pub fn tls_port(&self) -> u16 {
         self.tls_port
             .expect("mosquitto started without a TLS listener")
+    }
+
+    /// Stops mosquitto (SIGTERM: with `persistence` it saves its sessions)
+    /// and starts it again with the same config and ports, waiting until
+    /// they accept. Connections to it are dropped meanwhile.
+    pub fn restart(&mut self) {
+        self.proc.terminate();
+        let mut cmd = Command::new(require("mosquitto"));
+        cmd.arg("-c").arg(self.dir().join("mosquitto.conf"));
+        self.proc.respawn(cmd);
+        let (port, tls_port) = (self.port, self.tls_port);
+        let up = self
+            .proc
+            .wait_port(port)
+            .and_then(|_| tls_port.map_or(Ok(()), |p| self.proc.wait_port(p)));
+        if let Err(e) = up {
+            panic!("mosquitto did not come back: {e}");
+        }
+    }
+
+    /// Publishes one message with `mosquitto_pub` (plain port), returning
+    /// once it has exited.
+    pub fn publish(&self, topic: &str, payload: &str, qos: u8) {
+        let st = Command::new(require("mosquitto_pub"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-t", topic, "-m", payload, "-q", &qos.to_string()])
+            .stdin(Stdio::null())
+            .status()
+            .expect("run mosquitto_pub");
+        assert!(st.success(), "mosquitto_pub failed\n{}", self.logs());
     }
 
     /// The PKI whose server leaf the TLS listener presents.
@@ -181,7 +214,6 @@ fn write_config(dir: &Path, pki: &TestPki, opts: &MosquittoOpts, port: u16, tls_
          # Stay root when started as root (else it drops to user `mosquitto`,\n\
          # which cannot read this dir); ignored when not root.\n\
          user root\n\
-         persistence false\n\
          sys_interval 1\n\
          allow_anonymous true\n\
          log_dest file {d}/mosquitto.log\n\
@@ -190,6 +222,13 @@ fn write_config(dir: &Path, pki: &TestPki, opts: &MosquittoOpts, port: u16, tls_
          log_timestamp true\n\
          listener {port} 127.0.0.1\n"
     );
+    if opts.persistence {
+        conf.push_str(&format!(
+            "persistence true\npersistence_location {d}/\nautosave_interval 1\n"
+        ));
+    } else {
+        conf.push_str("persistence false\n");
+    }
     if let Some(tls_port) = tls_port {
         let [ca, cert, key, ..] = pki.write_files(dir);
         conf.push_str(&format!(

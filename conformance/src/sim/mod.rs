@@ -11,6 +11,8 @@
 //! * [`http`]: the HTTP/1.1 scenario (plain and over TLS) and its invariants.
 //! * [`ws`]: the WebSocket scenario (`ws` and `wss`): echoed messages across
 //!   drops and reconnections, and its invariants.
+//! * [`mqtt`]: the MQTT scenario: an in-simulation broker, clients publishing
+//!   numbered QoS 1 messages and subscribing to each other, across faults.
 //! * [`shared`]: what the client/server scenarios share (TLS certificates,
 //!   policy helpers, the seed sweep and its fault tally).
 //!
@@ -21,6 +23,7 @@
 
 pub mod echo;
 pub mod http;
+pub mod mqtt;
 pub mod net;
 pub mod shared;
 pub mod trace;

@@ -3,7 +3,8 @@
 //! Each scenario runs one [`Host`] with a server and a client stream on
 //! 127.0.0.1 (or a Unix socket) through a [`Driver`], and checks the states
 //! and payload the application sees. `adapter_suite!(name, DriverType)`
-//! instantiates every scenario as a `#[test]`.
+//! instantiates every scenario as a `#[test]`. The MQTT scenario talks to a
+//! mosquitto the test starts.
 
 use conformance::driver::Driver;
 use ss_core::policy::{Policy, Protocol, StreamType};
@@ -188,13 +189,18 @@ fn port_of(addr: &str) -> u16 {
 }
 
 fn create_client<D: Driver>(d: &mut D, msg: &[u8]) -> (StreamId, Shared) {
+    create_client_of(d, "client", msg)
+}
+
+/// A [`Client`] of `streamtype` (not connected yet).
+fn create_client_of<D: Driver>(d: &mut D, streamtype: &str, msg: &[u8]) -> (StreamId, Shared) {
     let seen = Shared::default();
     let now = d.now();
     let id = d
         .host()
         .create(
             now,
-            "client",
+            streamtype,
             Box::new(Client {
                 seen: seen.clone(),
                 msg: msg.to_vec(),
@@ -948,6 +954,125 @@ pub fn ws_echo<D: Driver>() {
     );
 }
 
+/// An MQTT stream that answers the first message it hears with `reply`.
+struct Replier {
+    seen: Shared,
+    reply: Vec<u8>,
+    due: bool,
+    replied: bool,
+}
+
+impl Handler for Replier {
+    fn rx(&mut self, ctx: &mut StreamCtx<'_>, data: &[u8], flags: Flags) -> SsRet {
+        self.seen.borrow_mut().rx.extend_from_slice(data);
+        if flags.contains(Flags::EOM) && !self.replied {
+            self.due = true;
+            let _ = ctx.request_tx();
+        }
+        SsRet::Ok
+    }
+
+    fn tx(
+        &mut self,
+        _ctx: &mut StreamCtx<'_>,
+        buf: &mut Vec<u8>,
+        _budget: usize,
+        flags: &mut Flags,
+    ) -> SsRet {
+        if !std::mem::take(&mut self.due) {
+            return SsRet::TxDontSend;
+        }
+        self.replied = true;
+        buf.extend_from_slice(&self.reply);
+        *flags = Flags::SOM | Flags::EOM;
+        SsRet::Ok
+    }
+
+    fn state(&mut self, _ctx: &mut StreamCtx<'_>, state: StreamState, _ack: u32) -> SsRet {
+        self.seen.borrow_mut().states.push(state);
+        SsRet::Ok
+    }
+}
+
+/// Two MQTT streams of different streamtypes through a mosquitto the test
+/// starts: `mb` publishes on CONNECTED to what `ma` subscribes to, `ma`
+/// answers to what `mb` subscribes to; both at QoS 1 over one connection.
+pub fn mqtt_pubsub<D: Driver>() {
+    use conformance::peers::{Mosquitto, MosquittoOpts};
+    let m = Mosquitto::start(MosquittoOpts::default());
+    let json = format!(
+        r#"{{"retry": [{{"r": {{"backoff": [100], "conceal": 3, "jitterpc": 0}}}}],
+            "s": [
+              {{"ma": {{"endpoint": "127.0.0.1", "port": {port}, "protocol": "mqtt",
+                       "retry": "r", "mqtt_topic": "ss/ad/a", "mqtt_subscribe": "ss/ad/b",
+                       "mqtt_qos": 1}}}},
+              {{"mb": {{"endpoint": "127.0.0.1", "port": {port}, "protocol": "mqtt",
+                       "retry": "r", "mqtt_topic": "ss/ad/b", "mqtt_subscribe": "ss/ad/a",
+                       "mqtt_qos": 1}}}}]}}"#,
+        port = m.port()
+    );
+    let mut d: D = driver(Policy::parse(&json).expect("mqtt policy"));
+    use StreamState::*;
+    let a_seen: Shared = Default::default();
+    let now = d.now();
+    let a = d
+        .host()
+        .create(
+            now,
+            "ma",
+            Box::new(Replier {
+                seen: a_seen.clone(),
+                reply: b"reply from a".to_vec(),
+                due: false,
+                replied: false,
+            }),
+        )
+        .expect("create ma");
+    d.host().engine.client_connect(now, a).unwrap();
+    let s = a_seen.clone();
+    assert!(
+        d.run_until(WAIT, &mut |_| s.borrow().states.contains(&Connected)),
+        "[{}] ma never CONNECTED: {:?}\n{}",
+        D::NAME,
+        a_seen.borrow().states,
+        m.logs()
+    );
+    let (b, b_seen) = create_client_of(&mut d, "mb", b"hello from b");
+    let now = d.now();
+    d.host().engine.client_connect(now, b).unwrap();
+    let s = b_seen.clone();
+    let ok = d.run_until(WAIT, &mut |_| s.borrow().rx.len() >= 12);
+    assert!(
+        ok,
+        "[{}] no reply; ma {:?} {:?}, mb {:?}\n{}",
+        D::NAME,
+        a_seen.borrow().states,
+        String::from_utf8_lossy(&a_seen.borrow().rx),
+        b_seen.borrow().states,
+        m.logs()
+    );
+    assert_eq!(a_seen.borrow().rx, b"hello from b", "[{}]", D::NAME);
+    assert_eq!(b_seen.borrow().rx, b"reply from a", "[{}]", D::NAME);
+    // Each publisher heard its PUBACK; one connection carried both.
+    let s = a_seen.clone();
+    assert!(
+        d.run_until(WAIT, &mut |_| s.borrow().states.contains(&QosAckRemote)),
+        "[{}] {:?}",
+        D::NAME,
+        a_seen.borrow().states
+    );
+    assert_eq!(
+        b_seen.borrow().states,
+        [Creating, Connecting, Connected, QosAckRemote],
+        "[{}]",
+        D::NAME
+    );
+    assert_eq!(d.host().engine.conn_count(), 1, "[{}]", D::NAME);
+    assert_eq!(d.host().engine.conn_of(a), d.host().engine.conn_of(b));
+    let log = m.log_text();
+    assert_eq!(log.matches("New client connected").count(), 1, "{log}");
+}
+
 /// Instantiate the suite for one adapter: `adapter_suite!(tokio, TokioDriver);`.
 macro_rules! adapter_suite {
     ($m:ident, $d:ty) => {
@@ -979,6 +1104,10 @@ macro_rules! adapter_suite {
             #[test]
             fn ws_echo() {
                 super::adapter_suite::ws_echo::<$d>()
+            }
+            #[test]
+            fn mqtt_pubsub() {
+                super::adapter_suite::mqtt_pubsub::<$d>()
             }
         }
     };

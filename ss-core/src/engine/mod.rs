@@ -1355,6 +1355,9 @@ impl Engine {
     }
 
     fn drop_conn(&mut self, conn: ConnId) -> Option<Conn> {
+        // Unacknowledged MQTT messages outlive a connection that fails
+        // before CONNACK (refused, unresolved, timed out, CONNACK refused).
+        self.mqtt_stash(conn);
         self.timers.cancel(Timer::ConnectTimeout(conn));
         self.timers.cancel(Timer::PoolIdle(conn));
         self.timers.cancel(Timer::HttpSilence(conn));

@@ -568,6 +568,32 @@ impl Engine {
         }
     }
 
+    /// Keep the unacknowledged messages of a connection about to be dropped
+    /// for the next connection to the same place (nothing when no stream is
+    /// left on it, or nothing is in flight).
+    pub(super) fn mqtt_stash(&mut self, conn: ConnId) {
+        let Some(first) = self.conn_streams(conn).first().copied() else {
+            return;
+        };
+        let Some(key) = self.conns_key_for(first) else {
+            return;
+        };
+        let Some(carried) = self
+            .conns
+            .get_mut(&conn)
+            .and_then(|c| mqtt_of(&mut c.proto))
+            .map(|m| m.session.take_in_flight())
+        else {
+            return;
+        };
+        if carried.publishes.is_empty() && carried.incoming_qos2.is_empty() {
+            return;
+        }
+        let kept = self.mqtt_resume.entry(key).or_default();
+        kept.publishes.extend(carried.publishes);
+        kept.incoming_qos2.extend(carried.incoming_qos2);
+    }
+
     /// The connection is gone (EOF, timeout, protocol error): every stream
     /// on it hears it and retries per its policy; unacknowledged messages wait
     /// for the next connection to the same place.

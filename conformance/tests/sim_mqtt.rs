@@ -35,8 +35,6 @@ fn mqtt_many_seeds() {
 /// hears QOS_ACK_REMOTE for its message retransmitted and acknowledged on a
 /// connection the other stream opened.
 #[test]
-#[ignore = "engine bug: QOS_ACK_REMOTE reported to a stream that is not on the connection \
-            (DISCONNECTED/UNREACHABLE -> QOS_ACK_REMOTE)"]
 fn mqtt_many_seeds_muxed() {
     many_seeds(None);
 }

@@ -591,7 +591,6 @@ fn unacked_qos1_is_resent_with_dup_on_the_next_connection() {
 }
 
 #[test]
-#[ignore = "engine bug: the clean-session NACK is reported while CONNECTING, before CONNECTED (QOS_NACK_REMOTE -> CONNECTED is illegal)"]
 fn unacked_qos1_is_nacked_when_the_session_is_clean() {
     let mut b = Broker::new();
     // No client id blob: a random id, so a clean session.
@@ -761,8 +760,6 @@ fn unacked_qos1_survives_a_reconnect_attempt_that_fails_before_connack() {
 }
 
 #[test]
-#[ignore = "engine bug: a carried message's ack reaches its stream while that stream is \
-            not on the connection (DISCONNECTED -> QOS_ACK_REMOTE is illegal)"]
 fn a_carried_message_acked_on_another_streams_connection_is_reported_legally() {
     let mut b = Broker::new();
     b.e.set_system_blob(SystemBlob::MqttClientId, b"dev-3")

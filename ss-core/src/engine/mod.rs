@@ -157,6 +157,8 @@ pub struct Engine {
     h2_conns: BTreeMap<PoolKey, ConnId>,
     /// Unacknowledged MQTT messages waiting for the next connection to a place.
     mqtt_resume: BTreeMap<PoolKey, proto::mqtt::InFlight>,
+    /// MQTT verdicts waiting for their stream's next CONNECTED.
+    mqtt_late: BTreeMap<StreamId, Vec<StreamState>>,
 }
 
 impl Engine {
@@ -184,6 +186,7 @@ impl Engine {
             mqtt_conns: BTreeMap::new(),
             h2_conns: BTreeMap::new(),
             mqtt_resume: BTreeMap::new(),
+            mqtt_late: BTreeMap::new(),
             cookies: BTreeMap::new(),
             blobs: BTreeMap::new(),
         }
@@ -435,6 +438,7 @@ impl Engine {
                 self.h2_leave(now, conn, id);
             }
         }
+        self.mqtt_late.remove(&id);
         let s = self.streams.remove(&id).ok_or(Error::NoSuchStream(id))?;
         self.tx_pending.remove(&id);
         self.timers.cancel(Timer::Retry(id));

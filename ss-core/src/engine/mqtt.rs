@@ -47,13 +47,29 @@ pub(super) struct MqttConn {
     partial: BTreeMap<StreamId, Vec<u8>>,
     /// The birth message went out on this connection.
     birth_done: bool,
+    /// Whole messages waiting for an in-flight slot (bounded).
+    backlog: std::collections::VecDeque<Queued>,
 }
+
+/// A message waiting for the session to accept another QoS 1/2 publish.
+#[derive(Debug)]
+struct Queued {
+    owner: StreamId,
+    topic: String,
+    payload: Vec<u8>,
+    qos: QoS,
+    retain: bool,
+}
+
+/// Most whole messages a connection holds while its in-flight window is full.
+const MAX_BACKLOG: usize = 64;
 
 impl MqttConn {
     /// Whether the session can take a publish now.
     pub(super) fn wants_tx(&self) -> bool {
         self.session.is_connected()
-            && self.session.in_flight().len() < self.session.options().limits.max_in_flight
+            && self.session.in_flight().len() + self.backlog.len()
+                < self.session.options().limits.max_in_flight
     }
 }
 
@@ -142,6 +158,7 @@ impl Engine {
             members: BTreeSet::from([sid]),
             partial: BTreeMap::new(),
             birth_done: false,
+            backlog: std::collections::VecDeque::new(),
         })
     }
 
@@ -242,8 +259,62 @@ impl Engine {
             }
             None => {
                 if !self.streams.get(&sid).is_some_and(|s| s.connected_reported) {
-                    self.emit_state(sid, StreamState::Connected, 0);
+                    self.mqtt_connected(sid);
                 }
+            }
+        }
+    }
+
+    /// Report CONNECTED, then any verdict that waited for it.
+    fn mqtt_connected(&mut self, sid: StreamId) {
+        self.emit_state(sid, StreamState::Connected, 0);
+        for v in self.mqtt_late.remove(&sid).unwrap_or_default() {
+            self.emit_state(sid, v, 0);
+        }
+    }
+
+    /// A QoS verdict for a stream's message. It is reported at once when the
+    /// stream is CONNECTED; otherwise (a message carried over from a lost
+    /// connection and acked, or nacked by a clean session, before the stream
+    /// is back) it waits for the stream's next CONNECTED, so the sequence
+    /// stays within the reference's transition table.
+    fn mqtt_verdict(&mut self, sid: StreamId, verdict: StreamState) {
+        let Some(s) = self.streams.get(&sid) else {
+            return;
+        };
+        if s.connected_reported && verdict.is_legal_after(s.last_state) {
+            self.emit_state(sid, verdict, 0);
+        } else {
+            let late = self.mqtt_late.entry(sid).or_default();
+            if late.len() < self.config.mqtt_max_late_verdicts {
+                late.push(verdict);
+            }
+        }
+    }
+
+    /// Publish messages that waited for an in-flight slot.
+    fn mqtt_drain_backlog(&mut self, conn: ConnId) {
+        loop {
+            let Some(m) = self
+                .conns
+                .get_mut(&conn)
+                .and_then(|c| mqtt_of(&mut c.proto))
+            else {
+                return;
+            };
+            if m.session.in_flight().len() >= m.session.options().limits.max_in_flight {
+                return;
+            }
+            let Some(q) = m.backlog.pop_front() else {
+                return;
+            };
+            match m
+                .session
+                .publish(q.owner.0, &q.topic, &q.payload, q.qos, q.retain)
+            {
+                Ok(None) => self.mqtt_verdict(q.owner, StreamState::QosAckRemote),
+                Ok(Some(_)) => {}
+                Err(_) => self.mqtt_verdict(q.owner, StreamState::QosNackRemote),
             }
         }
     }
@@ -428,14 +499,12 @@ impl Engine {
                 }
             }
             MqttEvent::Acked { owner, .. } => {
-                if self.streams.contains_key(&stream(owner)) {
-                    self.emit_state(stream(owner), StreamState::QosAckRemote, 0);
-                }
+                self.mqtt_verdict(stream(owner), StreamState::QosAckRemote);
+                self.mqtt_drain_backlog(conn);
             }
             MqttEvent::Nacked { owner, .. } => {
-                if self.streams.contains_key(&stream(owner)) {
-                    self.emit_state(stream(owner), StreamState::QosNackRemote, 0);
-                }
+                self.mqtt_verdict(stream(owner), StreamState::QosNackRemote);
+                self.mqtt_drain_backlog(conn);
             }
             MqttEvent::SubAcked { owner, .. } => {
                 let sid = stream(owner);
@@ -444,7 +513,7 @@ impl Engine {
                     .get(&sid)
                     .is_some_and(|s| !s.connected_reported)
                 {
-                    self.emit_state(sid, StreamState::Connected, 0);
+                    self.mqtt_connected(sid);
                 }
             }
             MqttEvent::SubRefused { owner, filter } => {
@@ -549,15 +618,32 @@ impl Engine {
             Ok(None) => {
                 // QoS 0: nothing will acknowledge it; the reference reports success now.
                 self.mqtt_flush(now, conn);
-                self.emit_state(id, StreamState::QosAckRemote, 0);
+                self.mqtt_verdict(id, StreamState::QosAckRemote);
                 Ok(data.len())
             }
             Ok(Some(_)) => {
                 self.mqtt_flush(now, conn);
                 Ok(data.len())
             }
+            Err(MqttError::TooManyInFlight) if backlog_room(self, conn) => {
+                // The window is full: the message waits for an acknowledgement.
+                if let Some(m) = self
+                    .conns
+                    .get_mut(&conn)
+                    .and_then(|c| mqtt_of(&mut c.proto))
+                {
+                    m.backlog.push_back(Queued {
+                        owner: id,
+                        topic,
+                        payload,
+                        qos: qos(st.mqtt.qos),
+                        retain: st.mqtt.retain,
+                    });
+                }
+                Ok(data.len())
+            }
             Err(e @ (MqttError::TooManyInFlight | MqttError::InvalidTopic(_))) => {
-                self.emit_state(id, StreamState::QosNackRemote, 0);
+                self.mqtt_verdict(id, StreamState::QosNackRemote);
                 Err(Error::Protocol(e.to_string()))
             }
             Err(e) => {
@@ -634,6 +720,14 @@ impl Engine {
             }
         }
     }
+}
+
+/// Whether `conn`'s backlog can take another message.
+fn backlog_room(e: &mut Engine, conn: ConnId) -> bool {
+    e.conns
+        .get_mut(&conn)
+        .and_then(|c| mqtt_of(&mut c.proto))
+        .is_some_and(|m| m.backlog.len() < MAX_BACKLOG)
 }
 
 /// Whether a streamtype's streams share MQTT connections.

@@ -221,6 +221,8 @@ pub struct EngineConfig {
     pub http_limits: crate::proto::h1::Limits,
     /// Largest MQTT packet either way (and largest message a stream may publish).
     pub mqtt_max_packet: usize,
+    /// Most MQTT QoS verdicts kept for a stream until it is CONNECTED again.
+    pub mqtt_max_late_verdicts: usize,
     /// Largest WebSocket frame accepted (larger ones close with 1009).
     pub ws_max_frame: u64,
     /// Largest WebSocket message accepted (all its fragments).
@@ -246,6 +248,7 @@ impl Default for EngineConfig {
             http_silence_timeout: Duration::from_secs(30),
             http_limits: crate::proto::h1::Limits::default(),
             mqtt_max_packet: crate::proto::mqtt::DEFAULT_MAX_PACKET,
+            mqtt_max_late_verdicts: 64,
             ws_max_frame: crate::proto::ws::DEFAULT_MAX_FRAME,
             ws_max_message: crate::proto::ws::DEFAULT_MAX_MESSAGE,
             tls_provider: None,

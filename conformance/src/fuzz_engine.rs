@@ -19,7 +19,7 @@
 use crate::tls_provider::{resettable_provider, SeedHandle};
 use ss_core::engine::SystemBlob;
 use ss_core::policy::{
-    Cert, HttpPolicy, MetadataDecl, Policy, Protocol, StreamType, TrustStore, WsPolicy,
+    Cert, HttpPolicy, MetadataDecl, MqttPolicy, Policy, Protocol, StreamType, TrustStore, WsPolicy,
 };
 use ss_core::proto::tls::rustls::crypto::CryptoProvider;
 use ss_core::{
@@ -356,6 +356,22 @@ pub fn fuzz_policy() -> Policy {
         },
         ..h1.clone()
     });
+    v.push(StreamType {
+        name: "mq".into(),
+        protocol: Protocol::Mqtt,
+        nailed_up: true,
+        mqtt: MqttPolicy {
+            topic: Some("t/${h}".into()),
+            subscribe: Some("t/#".into()),
+            qos: 1,
+            keep_alive: 1,
+            will_topic: Some("w".into()),
+            birth_topic: Some("b".into()),
+            ..Default::default()
+        },
+        metadata: vec![md("h", None)],
+        ..base.clone()
+    });
     let (ca, leaf, key) = pki().clone();
     let cert = |name: &str, der: Vec<u8>| Cert {
         name: name.into(),
@@ -436,6 +452,16 @@ pub const FRAGMENTS: &[&[u8]] = &[
     b"\x89\x80\x01\x02\x03\x04",
     b"\x88\x82\x00\x00\x00\x00\x03\xe8",
     b"\x88\x02\x03\xe8",
+    // MQTT from a broker: CONNACK (accepted, refused), SUBACK, PUBACK,
+    // PUBLISH QoS 0 and 1, PINGRESP, a truncated header.
+    b"\x20\x02\x00\x00",
+    b"\x20\x02\x00\x05",
+    b"\x90\x03\x00\x01\x01",
+    b"\x40\x02\x00\x01",
+    b"\x30\x07\x00\x03t/xhi",
+    b"\x32\x09\x00\x03t/x\x00\x07hi",
+    b"\xd0\x00",
+    b"\x30\xff\xff\xff",
 ];
 
 /// What one run saw, for assertions in tests.

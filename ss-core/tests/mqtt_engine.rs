@@ -789,3 +789,37 @@ fn a_carried_message_acked_on_another_streams_connection_is_reported_legally() {
     assert!(b.states(a).contains(&QosAckRemote), "{:?}", b.states(a));
     assert_eq!(b.states(other), [Creating, Connecting, Connected]);
 }
+
+/// The client id comes from the opening stream's `client_id` metadata when set.
+#[test]
+fn client_id_from_metadata() {
+    use ss_core::{Action, Engine, EngineConfig, Policy};
+    let p = Policy::parse(
+        r#"{"s": [{"m": {"endpoint": "127.0.0.1", "port": 1883, "protocol": "mqtt",
+            "mqtt_topic": "t", "metadata": [{"client_id": ""}]}}]}"#,
+    )
+    .unwrap();
+    let mut e = Engine::new(p, EngineConfig::default());
+    let now = std::time::Instant::now();
+    let s = e.create(now, "m").unwrap();
+    e.set_metadata(s, "client_id", b"device-42").unwrap();
+    e.client_connect(now, s).unwrap();
+    let conn = std::iter::from_fn(|| e.poll_action())
+        .find_map(|a| match a {
+            Action::Connect { conn, .. } => Some(conn),
+            _ => None,
+        })
+        .unwrap();
+    e.handle_connected(now, conn);
+    let sent: Vec<u8> = std::iter::from_fn(|| e.poll_action())
+        .filter_map(|a| match a {
+            Action::Transmit { data, .. } => Some(data),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    match mqttrs::decode_slice(&sent).unwrap().unwrap() {
+        mqttrs::Packet::Connect(c) => assert_eq!(c.client_id, "device-42"),
+        other => panic!("{other:?}"),
+    }
+}

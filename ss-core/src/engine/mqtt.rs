@@ -3,8 +3,10 @@
 //! [`MAX_STREAMS_PER_CONN`] each), over one [`Session`].
 //!
 //! As in the reference's `ss-mqtt.c`: the connection's CONNECT uses the
-//! client id from the `MqttClientId` system blob (else 23 random characters
-//! from the seeded source, which forces a clean session), `mqtt_keep_alive`,
+//! client id from the opening stream's `client_id` metadata when the
+//! streamtype declares and sets it (our addition), else the `MqttClientId`
+//! system blob, else 23 random characters from the seeded source (which
+//! forces a clean session), `mqtt_keep_alive`,
 //! `mqtt_clean_start`, the will (`mqtt_will_*`, `${metadata}` substituted) and
 //! `MqttUsername` / `MqttPassword` blobs. Each stream subscribes to
 //! `mqtt_subscribe` (shared subscriptions are counted, not sent twice) and
@@ -111,8 +113,15 @@ impl Engine {
         sid: StreamId,
     ) -> Result<MqttConn, String> {
         let st = self.streams.get(&sid).ok_or("stream gone")?.st.clone();
-        let (client_id, random) = match self.blobs.get(&SystemBlob::MqttClientId) {
-            Some(id) => (String::from_utf8_lossy(id).into_owned(), false),
+        // The opening stream's `client_id` metadata, if declared and set,
+        // else the system blob, else a random id.
+        let from_metadata = self.streams.get(&sid).and_then(|s| {
+            let i = s.st.metadata_index("client_id")?;
+            s.metadata.get(i)?.clone().filter(|v| !v.is_empty())
+        });
+        let chosen = from_metadata.or_else(|| self.blobs.get(&SystemBlob::MqttClientId).cloned());
+        let (client_id, random) = match chosen {
+            Some(id) => (String::from_utf8_lossy(&id).into_owned(), false),
             None => {
                 const ALNUM: &[u8] =
                     b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";

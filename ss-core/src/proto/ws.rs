@@ -210,7 +210,7 @@ impl Ws {
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         let b = (z ^ (z >> 31)).to_le_bytes();
-        [b[0], b[1], b[2], b[3]]
+        [b[0], b[1], b[2], b[3]] // ok: b is an [u8; 8]
     }
 
     fn frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8], out: &mut Vec<u8>) {
@@ -502,6 +502,7 @@ impl Ws {
                     0 => (1005, String::new()),
                     1 => return Err(WsError::Protocol("close frame of one byte".into())),
                     _ => {
+                        // ok: this arm has p.len() >= 2.
                         let code = u16::from_be_bytes([p[0], p[1]]);
                         if !CloseCode::from(code).is_allowed() || !(1000..5000).contains(&code) {
                             return Err(WsError::Protocol(format!("close code {code}")));

@@ -147,3 +147,131 @@ async fn an_http11_only_server_gets_http11() {
     assert_eq!(body, conformance::peers::INDEX_HTML.as_bytes());
     assert!(states.contains(&StreamState::QosAckRemote), "{states:?}");
 }
+
+/// Our HTTP/2 server (an h2 TLS server streamtype on ss-tokio's Runtime):
+/// nghttp fetches several paths concurrently on one connection, h2load
+/// drives 200 requests; every response is the handler's.
+#[test]
+fn nghttp_and_h2load_against_our_h2_server() {
+    use ss_core::{Engine, Handler, Host, SsRet, StreamCtx};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    require("nghttp");
+    require("h2load");
+    let pki = TestPki::new(&["localhost", "127.0.0.1"]);
+    let b64 = |d: &[u8]| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(d)
+    };
+    let json = format!(
+        r#"{{"certs": [{{"leaf": "{}"}}, {{"leaf_key": "{}"}}],
+            "s": [{{"srv": {{"server": true, "endpoint": "127.0.0.1", "port": 0,
+                   "protocol": "h2", "tls": true, "server_cert": "leaf",
+                   "server_key": "leaf_key",
+                   "metadata": [{{"mime": "content-type:"}}, {{"path": ""}}]}}}}]}}"#,
+        b64(&pki.server().der),
+        b64(&pki.server().key_der)
+    );
+    struct Answer {
+        body: Vec<u8>,
+        served: Arc<AtomicUsize>,
+    }
+    impl Handler for Answer {
+        fn state(&mut self, ctx: &mut StreamCtx<'_>, state: StreamState, _: u32) -> SsRet {
+            if state == StreamState::ServerTxn {
+                let path = ctx
+                    .get_metadata("path")
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default()
+                    .to_vec();
+                self.body =
+                    format!("you asked for {}\n", String::from_utf8_lossy(&path)).into_bytes();
+                let _ = ctx.server_ack(0);
+                let _ = ctx.set_metadata("mime", b"text/plain");
+                let _ = ctx.request_tx_len(self.body.len() as u64);
+                self.served.fetch_add(1, Ordering::Relaxed);
+            }
+            SsRet::Ok
+        }
+        fn tx(
+            &mut self,
+            _: &mut StreamCtx<'_>,
+            buf: &mut Vec<u8>,
+            _: usize,
+            f: &mut Flags,
+        ) -> SsRet {
+            buf.extend_from_slice(&self.body);
+            *f = Flags::SOM | Flags::EOM;
+            SsRet::Ok
+        }
+    }
+    struct Quiet;
+    impl Handler for Quiet {}
+    let served = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (st, sv) = (stop.clone(), served.clone());
+    let t = std::thread::spawn(move || {
+        let engine = Engine::new(Policy::parse(&json).unwrap(), EngineConfig::default());
+        let mut rt = ss_tokio::Runtime::new(Host::new(engine));
+        let now = rt.now();
+        let id = rt
+            .host()
+            .create_server(
+                now,
+                "srv",
+                Box::new(Quiet),
+                Box::new(move |_| {
+                    Box::new(Answer {
+                        body: vec![],
+                        served: sv.clone(),
+                    })
+                }),
+            )
+            .unwrap();
+        rt.run_until(Duration::from_secs(5), &mut |h| h.listening(id).is_some());
+        let addr: std::net::SocketAddr = rt.host().listening(id).unwrap().unwrap().parse().unwrap();
+        tx.send(addr.port()).unwrap();
+        while !st.load(Ordering::Relaxed) {
+            rt.run_until(Duration::from_millis(20), &mut |_| false);
+        }
+    });
+    let port = rx.recv().unwrap();
+    // nghttp: three paths on one connection, verbose frames to see ALPN.
+    let out = Command::new("nghttp")
+        .args(["-nv", "-t", "10"])
+        .arg(format!("https://127.0.0.1:{port}/a"))
+        .arg(format!("https://127.0.0.1:{port}/b"))
+        .arg(format!("https://127.0.0.1:{port}/c"))
+        .output()
+        .expect("nghttp runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("The negotiated protocol: h2"), "{text}");
+    assert_eq!(text.matches(":status: 200").count(), 3, "{text}");
+    // And the bodies, without -n.
+    let out = Command::new("nghttp")
+        .args(["-t", "10"])
+        .arg(format!("https://127.0.0.1:{port}/x"))
+        .arg(format!("https://127.0.0.1:{port}/y"))
+        .output()
+        .expect("nghttp runs");
+    let body = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(body.contains("you asked for /x\n"), "{body}");
+    assert!(body.contains("you asked for /y\n"), "{body}");
+    // h2load: 200 requests, 20 concurrent streams on each of 2 connections.
+    let out = Command::new("h2load")
+        .args(["-n", "200", "-c", "2", "-m", "20"])
+        .arg(format!("https://127.0.0.1:{port}/load"))
+        .output()
+        .expect("h2load runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.contains("200 succeeded, 0 failed, 0 errored"),
+        "{text}"
+    );
+    assert!(text.contains("status codes: 200 2xx"), "{text}");
+    assert!(served.load(Ordering::Relaxed) >= 205);
+    stop.store(true, Ordering::Relaxed);
+    t.join().unwrap();
+}

@@ -893,7 +893,7 @@ impl Engine {
     }
 
     /// Set a request's method, path, auth, mapped headers and URL arguments as metadata.
-    fn h1s_request_metadata(
+    pub(super) fn h1s_request_metadata(
         &mut self,
         sid: StreamId,
         method: &str,

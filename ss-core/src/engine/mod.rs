@@ -3,6 +3,7 @@
 //! (actions) and the application (events). Sans-IO: every input carries `now`.
 
 mod h2;
+mod h2_server;
 mod http;
 mod mqtt;
 mod timers;
@@ -93,6 +94,8 @@ enum Proto {
     Mqtt(Box<mqtt::MqttConn>),
     /// An HTTP/2 client connection shared by several streams.
     H2(Box<h2::H2Conn>),
+    /// An accepted HTTP/2 connection, one transaction per HTTP/2 stream.
+    H2Srv(Box<h2_server::H2SrvConn>),
 }
 
 /// Where a kept-alive client connection may be reused: same target, port and TLS.
@@ -390,6 +393,7 @@ impl Engine {
             Proto::WsClient(_) | Proto::WsServer(_) => self.ws_write(now, conn_id, id, data, flags),
             Proto::Mqtt(_) => self.mqtt_write(now, conn_id, id, data, flags),
             Proto::H2(_) => self.h2_write(now, conn_id, id, data, flags),
+            Proto::H2Srv(_) => self.h2s_write(now, conn_id, id, data, flags),
         }
     }
 
@@ -436,6 +440,8 @@ impl Engine {
                 self.mqtt_leave(now, conn, id);
             } else if self.is_h2_conn(conn) {
                 self.h2_leave(now, conn, id);
+            } else if self.is_h2s_child(conn, id) {
+                self.h2s_forget(conn, id);
             }
         }
         self.mqtt_late.remove(&id);
@@ -660,7 +666,8 @@ impl Engine {
         }
         c.rx_any = true;
         c.last_rx = Some(now);
-        if c.stream.is_none() && !matches!(c.proto, Proto::Mqtt(_) | Proto::H2(_)) {
+        if c.stream.is_none() && !matches!(c.proto, Proto::Mqtt(_) | Proto::H2(_) | Proto::H2Srv(_))
+        {
             // An idle pooled connection has nothing to say: drop it.
             self.close_conn(conn);
             self.drop_conn(conn);
@@ -715,6 +722,9 @@ impl Engine {
             return;
         };
         match (&c.phase, &c.proto, c.stream) {
+            (Phase::Open, Proto::H2Srv(_), _) => {
+                self.h2s_lost(now, conn, "h2: connection closed".into())
+            }
             (Phase::Open, Proto::H2(_), _) => {
                 self.h2_lost(now, conn, "h2: connection closed".into())
             }
@@ -1170,7 +1180,8 @@ impl Engine {
             Some(Proto::H1Server(_))
             | Some(Proto::WsServer(_))
             | Some(Proto::Mqtt(_))
-            | Some(Proto::H2(_)) => {}
+            | Some(Proto::H2(_))
+            | Some(Proto::H2Srv(_)) => {}
         }
         self.service_tx();
     }
@@ -1195,6 +1206,7 @@ impl Engine {
             Proto::WsServer(_) => self.ws_input(now, conn, data),
             Proto::Mqtt(_) => self.mqtt_input(now, conn, data),
             Proto::H2(_) => self.h2_input(now, conn, data),
+            Proto::H2Srv(_) => self.h2s_input(now, conn, data),
         }
     }
 
@@ -1299,6 +1311,9 @@ impl Engine {
         if h2 && matches!(c.proto, Proto::H1Client(_)) {
             c.last_rx.get_or_insert(now);
             return self.h2_upgrade(now, conn);
+        }
+        if h2 && matches!(c.proto, Proto::H1Server(_)) {
+            return self.h2s_upgrade(now, conn);
         }
         self.transport_ready(now, conn);
     }
@@ -1437,6 +1452,13 @@ impl Engine {
 
     /// The protocol on `conn` failed: tell why, close, and treat it as a loss.
     fn protocol_failed(&mut self, now: Instant, conn: ConnId, reason: String) {
+        if self
+            .conns
+            .get(&conn)
+            .is_some_and(|c| matches!(c.proto, Proto::H2Srv(_)))
+        {
+            return self.h2s_lost(now, conn, reason);
+        }
         if self.is_h2_conn(conn) {
             return self.h2_lost(now, conn, reason);
         }
@@ -1510,6 +1532,7 @@ impl Engine {
                     && proto_wants_tx(&c.proto)
                     && match &c.proto {
                         Proto::H2(h) => h.wants_body(id),
+                        Proto::H2Srv(h) => h.wants_response(id),
                         _ => true,
                     }
             });
@@ -1670,8 +1693,8 @@ fn proto_for(st: &StreamType, accepted: bool, config: &EngineConfig) -> Proto {
 /// The ALPN protocols a streamtype offers or accepts over TLS.
 fn alpn_for(st: &StreamType) -> &'static [&'static [u8]] {
     match st.protocol {
-        Protocol::H2 if !st.server => &[b"h2", b"http/1.1"],
-        Protocol::H1 | Protocol::Ws | Protocol::H2 => &[b"http/1.1"],
+        Protocol::H2 => &[b"h2", b"http/1.1"],
+        Protocol::H1 | Protocol::Ws => &[b"http/1.1"],
         Protocol::Mqtt if st.mqtt.aws_iot => &[b"x-amzn-mqtt-ca"],
         Protocol::Raw | Protocol::Mqtt => &[],
     }
@@ -1687,7 +1710,7 @@ fn proto_wants_tx(p: &Proto) -> bool {
         Proto::WsServer(w) => !w.is_closing(),
         Proto::Mqtt(m) => m.wants_tx(),
         // Decided per stream in service_tx.
-        Proto::H2(_) => true,
+        Proto::H2(_) | Proto::H2Srv(_) => true,
     }
 }
 

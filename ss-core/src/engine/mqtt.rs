@@ -94,6 +94,7 @@ impl Engine {
             Some(c) => match &c.proto {
                 Proto::Mqtt(m) => m.members.iter().copied().collect(),
                 Proto::H2(h) => h.members().collect(),
+                Proto::H2Srv(h) => h.members().collect(),
                 _ => c.stream.into_iter().collect(),
             },
             None => vec![],

@@ -36,6 +36,8 @@ have nghttp || need+=(nghttp2-client)
 # The echo module gives the nginx peer a POST/PUT /echo endpoint.
 [ -e /usr/lib/nginx/modules/ngx_http_echo_module.so ] || need+=(libnginx-mod-http-echo)
 
+# microsocks: a SOCKS5 proxy in front of the HTTP peers (conformance/tests/socks5_peers.rs).
+have microsocks || need+=(microsocks)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   if [[ " ${need[*]} " == *" __nginx__ "* ]]; then

@@ -129,6 +129,8 @@ struct Conn {
     ready: bool,
     /// When the peer last sent anything (validity checks).
     last_rx: Option<Instant>,
+    /// A SOCKS5 handshake to run once connected (the socket goes to the proxy).
+    socks: Option<proto::socks5::Socks5Client>,
 }
 
 /// The Secure Streams engine. See the crate docs for the input/output shape.
@@ -619,8 +621,9 @@ impl Engine {
         }
         c.phase = Phase::Open;
         let want_tls = c.want_tls;
+        let via_socks = c.socks.is_some();
         let sid = c.stream;
-        if !want_tls {
+        if !want_tls && !via_socks {
             c.deadline = None;
             self.timers.cancel(Timer::ConnectTimeout(conn));
         }
@@ -638,12 +641,71 @@ impl Engine {
                 });
             }
         }
+        if via_socks {
+            // The proxy first; TLS and the protocol once the tunnel is up.
+            let mut out = Vec::new();
+            if let Some(s) = self.conns.get_mut(&conn).and_then(|c| c.socks.as_mut()) {
+                s.start(&mut out);
+            }
+            self.transmit_wire(conn, out);
+        } else {
+            self.tunnel_ready(now, conn);
+        }
+    }
+
+    /// The transport reaches the target (directly or through SOCKS5): TLS
+    /// if wanted, else the protocol.
+    fn tunnel_ready(&mut self, now: Instant, conn: ConnId) {
+        let want_tls = self.conns.get(&conn).is_some_and(|c| c.want_tls);
         if want_tls {
             // The connect deadline keeps running until the handshake is done.
             self.start_client_tls(now, conn);
         } else {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.deadline = None;
+            }
+            self.timers.cancel(Timer::ConnectTimeout(conn));
             self.transport_ready(now, conn);
         }
+    }
+
+    /// Bytes from a SOCKS5 proxy during the handshake.
+    fn socks_input(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
+        let mut out = Vec::new();
+        let res = match self.conns.get_mut(&conn).and_then(|c| c.socks.as_mut()) {
+            Some(s) => s.handle_input(data, &mut out),
+            None => return,
+        };
+        self.transmit_wire(conn, out);
+        match res {
+            Ok(None) => {}
+            Ok(Some(rest)) => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.socks = None;
+                }
+                self.tunnel_ready(now, conn);
+                if !rest.is_empty() {
+                    self.handle_data(now, conn, &rest);
+                }
+            }
+            Err(e) => {
+                if let Some(sid) = self.conns.get(&conn).and_then(|c| c.stream) {
+                    self.emit_error(sid, e.to_string());
+                }
+                self.close_conn(conn);
+                self.connect_failed(now, conn);
+            }
+        }
+    }
+
+    /// The SOCKS5 proxy for a streamtype: its own `via-socks5`, the
+    /// policy's, or the engine's (from `socks_proxy`).
+    fn socks_for(&self, st: &StreamType) -> Option<String> {
+        st.via_socks5
+            .clone()
+            .or_else(|| self.policy.via_socks5.clone())
+            .or_else(|| self.config.socks5.clone())
+            .filter(|s| !s.trim().is_empty())
     }
 
     /// The connection attempt for `conn` failed (refused, unreachable...).
@@ -663,6 +725,9 @@ impl Engine {
         };
         if c.phase != Phase::Open {
             return;
+        }
+        if c.socks.is_some() {
+            return self.socks_input(now, conn, data);
         }
         c.rx_any = true;
         c.last_rx = Some(now);
@@ -1019,11 +1084,50 @@ impl Engine {
             Target::Addr(_) => "localhost".to_string(),
             Target::Host(h) => h.clone(),
         };
+        // Through a SOCKS5 proxy: connect to it, ask it for the real target.
+        let mut socks = None;
+        let mut target = target;
+        let mut conn_port = port;
+        if let Some(proxy) = self.socks_for(&st) {
+            if !matches!(
+                target,
+                Target::Addr(SockAddr::Unix(_) | SockAddr::UnixAbstract(_))
+            ) {
+                match proto::socks5::parse_proxy(&proxy).map(|(h, p)| {
+                    (
+                        parse_endpoint(&h, p),
+                        proto::socks5::Socks5Client::new(&sni, port, None),
+                        p,
+                    )
+                }) {
+                    Some((Ok(t), Ok(client), p)) => {
+                        target = t;
+                        conn_port = p;
+                        socks = Some(client);
+                    }
+                    _ => {
+                        if let Some(s) = self.streams.get_mut(&id) {
+                            s.conn = None;
+                        }
+                        self.emit_error(id, format!("socks5: unusable proxy address {proxy:?}"));
+                        self.emit_state(id, StreamState::Unreachable, 0);
+                        self.backoff(now, id, false, Duration::ZERO);
+                        return;
+                    }
+                }
+            }
+        }
         let (phase, action) = match target {
             Target::Addr(addr) => (Phase::Connecting, Action::Connect { conn, addr }),
             Target::Host(host) => (Phase::Resolving, Action::Resolve { conn, host }),
         };
-        let mut c = Conn::new(Some(id), phase, port, proto_for(&st, false, &self.config));
+        let mut c = Conn::new(
+            Some(id),
+            phase,
+            conn_port,
+            proto_for(&st, false, &self.config),
+        );
+        c.socks = socks;
         if mqtt::is_mqtt(&st) {
             match self.mqtt_new_conn(now, id) {
                 Ok(m) => {
@@ -1566,6 +1670,7 @@ impl Conn {
             want_tls: false,
             ready: false,
             last_rx: None,
+            socks: None,
         }
     }
 }

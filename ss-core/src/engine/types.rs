@@ -219,6 +219,10 @@ pub struct EngineConfig {
     pub max_redirects: u8,
     /// HTTP/1 header size and count limits (also for WebSocket upgrades).
     pub http_limits: crate::proto::h1::Limits,
+    /// A SOCKS5 proxy `host:port` for every client stream whose streamtype
+    /// and policy name none (`via-socks5`); adapters fill it from the
+    /// `socks_proxy` environment variable, as the reference does.
+    pub socks5: Option<String>,
     /// Largest MQTT packet either way (and largest message a stream may publish).
     pub mqtt_max_packet: usize,
     /// Most MQTT QoS verdicts kept for a stream until it is CONNECTED again.
@@ -247,6 +251,7 @@ impl Default for EngineConfig {
             max_redirects: 5,
             http_silence_timeout: Duration::from_secs(30),
             http_limits: crate::proto::h1::Limits::default(),
+            socks5: None,
             mqtt_max_packet: crate::proto::mqtt::DEFAULT_MAX_PACKET,
             mqtt_max_late_verdicts: 64,
             ws_max_frame: crate::proto::ws::DEFAULT_MAX_FRAME,

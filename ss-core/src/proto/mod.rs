@@ -6,6 +6,7 @@ pub mod h1;
 pub mod h2;
 pub mod mqtt;
 pub mod raw;
+pub mod socks5;
 pub mod tls;
 pub mod ws;
 

@@ -423,6 +423,15 @@ fn demo() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Engine settings from the environment: `socks_proxy` (host:port) routes
+/// client streams through a SOCKS5 proxy, as in the reference.
+fn env_config() -> EngineConfig {
+    EngineConfig {
+        socks5: std::env::var("socks_proxy").ok().filter(|s| !s.is_empty()),
+        ..Default::default()
+    }
+}
+
 fn fail(msg: &str) -> ExitCode {
     eprintln!("ss: {msg}");
     ExitCode::FAILURE
@@ -584,7 +593,7 @@ fn run_get(policy: Policy, a: &GetArgs) -> Result<(), String> {
             .filter(|s| !s.is_empty()),
         ..Default::default()
     }));
-    let mut rt = Runtime::new(Host::new(Engine::new(policy, EngineConfig::default())));
+    let mut rt = Runtime::new(Host::new(Engine::new(policy, env_config())));
     let now = rt.now();
     let id: StreamId = rt
         .host()

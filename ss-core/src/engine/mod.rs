@@ -5,6 +5,7 @@
 mod h2;
 mod h2_server;
 mod http;
+mod link;
 mod mqtt;
 mod timers;
 mod types;
@@ -96,6 +97,8 @@ enum Proto {
     H2(Box<h2::H2Conn>),
     /// An accepted HTTP/2 connection, one transaction per HTTP/2 stream.
     H2Srv(Box<h2_server::H2SrvConn>),
+    /// A stream's link to a Secure Streams proxy daemon.
+    Link(Box<link::LinkConn>),
 }
 
 /// Where a kept-alive client connection may be reused: same target, port and TLS.
@@ -396,6 +399,7 @@ impl Engine {
             Proto::Mqtt(_) => self.mqtt_write(now, conn_id, id, data, flags),
             Proto::H2(_) => self.h2_write(now, conn_id, id, data, flags),
             Proto::H2Srv(_) => self.h2s_write(now, conn_id, id, data, flags),
+            Proto::Link(_) => self.link_write(now, conn_id, id, data, flags),
         }
     }
 
@@ -444,6 +448,8 @@ impl Engine {
                 self.h2_leave(now, conn, id);
             } else if self.is_h2s_child(conn, id) {
                 self.h2s_forget(conn, id);
+            } else {
+                self.link_destroying(conn);
             }
         }
         self.mqtt_late.remove(&id);
@@ -497,6 +503,7 @@ impl Engine {
         if let Some(slot) = s.metadata.get_mut(i) {
             *slot = Some(value.to_vec());
         }
+        self.link_metadata(id, name, value);
         Ok(())
     }
 
@@ -547,6 +554,7 @@ impl Engine {
         let at = now + Duration::from_millis(ms as u64);
         s.timeout_at = Some(at);
         self.timers.set(Timer::UserTimeout(id), at);
+        self.link_timeout(id, Some(ms));
         Ok(())
     }
 
@@ -554,6 +562,7 @@ impl Engine {
     pub fn cancel_timeout(&mut self, id: StreamId) -> Result<(), Error> {
         self.stream_mut(id)?.timeout_at = None;
         self.timers.cancel(Timer::UserTimeout(id));
+        self.link_timeout(id, None);
         Ok(())
     }
 
@@ -787,6 +796,9 @@ impl Engine {
             return;
         };
         match (&c.phase, &c.proto, c.stream) {
+            (Phase::Open, Proto::Link(_), Some(_)) => {
+                self.attempt_fail(now, conn, "proxy link: the daemon closed the link".into())
+            }
             (Phase::Open, Proto::H2Srv(_), _) => {
                 self.h2s_lost(now, conn, "h2: connection closed".into())
             }
@@ -1035,6 +1047,9 @@ impl Engine {
         self.timers.cancel(Timer::Retry(id));
         self.emit_state(id, StreamState::Connecting, 0);
 
+        if let Some(proxy) = self.config.proxy.clone() {
+            return self.start_link(now, id, proxy);
+        }
         let (target, tls) = match self.streams.get(&id).map(resolve_endpoint) {
             Some(Ok(t)) => t,
             Some(Err(e)) => {
@@ -1211,6 +1226,29 @@ impl Engine {
         self.arm_validity(now, conn);
     }
 
+    /// Open a stream's link to the proxy daemon (SSPC mode).
+    fn start_link(&mut self, now: Instant, id: StreamId, addr: SockAddr) {
+        let conn = ConnId(self.alloc_id());
+        if let Some(s) = self.streams.get_mut(&id) {
+            s.conn = Some(conn);
+        }
+        let deadline = now + self.config.connect_timeout;
+        let port = match &addr {
+            SockAddr::Ip(a) => a.port(),
+            _ => 0,
+        };
+        let mut c = Conn::new(
+            Some(id),
+            Phase::Connecting,
+            port,
+            Proto::Link(Box::new(link::LinkConn::new())),
+        );
+        c.deadline = Some(deadline);
+        self.conns.insert(conn, c);
+        self.timers.set(Timer::ConnectTimeout(conn), deadline);
+        self.actions.push_back(Action::Connect { conn, addr });
+    }
+
     /// Whether `conn` is a shared HTTP/2 connection.
     fn is_h2_conn(&self, conn: ConnId) -> bool {
         self.conns
@@ -1280,6 +1318,7 @@ impl Engine {
             }
             Some(Proto::Raw(_)) | None => {}
             Some(Proto::H1Client(_)) => self.h1c_start(now, conn),
+            Some(Proto::Link(_)) => self.link_start(now, conn),
             Some(Proto::WsClient(_)) => self.ws_start(now, conn),
             Some(Proto::H1Server(_))
             | Some(Proto::WsServer(_))
@@ -1311,6 +1350,7 @@ impl Engine {
             Proto::Mqtt(_) => self.mqtt_input(now, conn, data),
             Proto::H2(_) => self.h2_input(now, conn, data),
             Proto::H2Srv(_) => self.h2s_input(now, conn, data),
+            Proto::Link(_) => self.link_input(now, conn, data),
         }
     }
 
@@ -1816,6 +1856,7 @@ fn proto_wants_tx(p: &Proto) -> bool {
         Proto::Mqtt(m) => m.wants_tx(),
         // Decided per stream in service_tx.
         Proto::H2(_) | Proto::H2Srv(_) => true,
+        Proto::Link(l) => l.created(),
     }
 }
 

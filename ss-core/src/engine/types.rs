@@ -219,6 +219,9 @@ pub struct EngineConfig {
     pub max_redirects: u8,
     /// HTTP/1 header size and count limits (also for WebSocket upgrades).
     pub http_limits: crate::proto::h1::Limits,
+    /// Fulfil every client stream through a Secure Streams proxy daemon
+    /// listening here (the reference's SSPC mode), instead of directly.
+    pub proxy: Option<SockAddr>,
     /// A SOCKS5 proxy `host:port` for every client stream whose streamtype
     /// and policy name none (`via-socks5`); adapters fill it from the
     /// `socks_proxy` environment variable, as the reference does.
@@ -251,6 +254,7 @@ impl Default for EngineConfig {
             max_redirects: 5,
             http_silence_timeout: Duration::from_secs(30),
             http_limits: crate::proto::h1::Limits::default(),
+            proxy: None,
             socks5: None,
             mqtt_max_packet: crate::proto::mqtt::DEFAULT_MAX_PACKET,
             mqtt_max_late_verdicts: 64,

@@ -233,14 +233,12 @@ impl Net {
         let mut any = false;
         let ids: Vec<ConnId> = self.conns.keys().copied().collect();
         for conn in ids {
-            loop {
-                let Some(c) = self.conns.get_mut(&conn) else {
-                    break;
-                };
-                if c.closed {
-                    break;
-                }
-                let Some(ev) = c.h2.poll_event() else { break };
+            while let Some(ev) = self
+                .conns
+                .get_mut(&conn)
+                .filter(|c| !c.closed)
+                .and_then(|c| c.h2.poll_event())
+            {
                 any = true;
                 match ev {
                     H2Event::Request {

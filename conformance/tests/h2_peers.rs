@@ -27,7 +27,10 @@ fn policy(port: u16, ca_b64: &str) -> Policy {
                 "metadata": [{{"f": ""}}]}}}},
         {{"b": {{"endpoint": "127.0.0.1", "port": {port}, "protocol": "h2", "tls": true,
                 "tls_trust_store": "ts", "http_url": "/${{f}}", "retry": "r",
-                "opportunistic": true, "metadata": [{{"f": ""}}]}}}}
+                "opportunistic": true, "metadata": [{{"f": ""}}]}}}},
+        {{"p": {{"endpoint": "127.0.0.1", "port": {port}, "protocol": "h2", "tls": true,
+                "tls_trust_store": "ts", "http_url": "/${{f}}", "http_method": "POST",
+                "retry": "r", "metadata": [{{"f": ""}}]}}}}
       ]
     }}"#
     );
@@ -37,8 +40,22 @@ fn policy(port: u16, ca_b64: &str) -> Policy {
 /// One transaction: the body and the states until DISCONNECTED.
 async fn fetch(s: &mut SsStream) -> (Vec<u8>, Vec<StreamState>, Vec<Flags>) {
     s.connect().await.unwrap();
+    collect(s).await
+}
+
+/// A request with `body` (POST): what came back, as [`fetch`].
+async fn post(s: &mut SsStream, body: Vec<u8>) -> (Vec<u8>, Vec<StreamState>, Vec<Flags>) {
+    tokio::time::timeout(Duration::from_secs(10), s.send(body))
+        .await
+        .expect("body taken in time")
+        .unwrap();
+    collect(s).await
+}
+
+/// The rest of a transaction already under way, as [`fetch`].
+async fn collect(s: &mut SsStream) -> (Vec<u8>, Vec<StreamState>, Vec<Flags>) {
     let (mut body, mut states, mut flags) = (vec![], vec![], vec![]);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !matches!(
         states.last(),
         Some(StreamState::Disconnected | StreamState::AllRetriesFailed)
@@ -274,4 +291,285 @@ fn nghttp_and_h2load_against_our_h2_server() {
     assert!(served.load(Ordering::Relaxed) >= 205);
     stop.store(true, Ordering::Relaxed);
     t.join().unwrap();
+}
+
+/// Distinct nginx connections (the `$connection` serial) of the access-log
+/// lines for HTTP/2 requests, and how many such lines there are.
+fn h2_connections(log: &str) -> (Vec<String>, usize) {
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(" HTTP/2.0 ")).collect();
+    let mut ids: Vec<String> = lines
+        .iter()
+        .filter_map(|l| l.split(' ').next().map(str::to_owned))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    (ids, lines.len())
+}
+
+async fn nginx_h2() -> Nginx {
+    tokio::task::spawn_blocking(|| {
+        Nginx::start(NginxOpts {
+            http2: true,
+            ..NginxOpts::default()
+        })
+    })
+    .await
+    .unwrap()
+}
+
+fn assert_som_eom(name: &str, flags: &[Flags]) {
+    assert!(!flags.is_empty(), "{name}: no payload");
+    assert!(
+        flags[0].contains(Flags::SOM),
+        "{name}: first {:?}",
+        flags[0]
+    );
+    assert!(
+        flags.last().unwrap().contains(Flags::EOM),
+        "{name}: last {:?}",
+        flags.last()
+    );
+    let soms = flags.iter().filter(|f| f.contains(Flags::SOM)).count();
+    let eoms = flags.iter().filter(|f| f.contains(Flags::EOM)).count();
+    assert_eq!((soms, eoms), (1, 1), "{name}: {flags:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_concurrent_gets_share_one_nginx_h2_connection() {
+    let nginx = nginx_h2().await;
+    let www = nginx.dir().join("www");
+    for i in 0..20 {
+        std::fs::write(www.join(format!("f{i}")), file_body(i)).unwrap();
+    }
+    let client = Client::start(
+        policy(nginx.https_port(), &nginx.pki().ca_b64()),
+        EngineConfig::default(),
+    );
+    // The first opens the connection, the other 19 ride it concurrently.
+    let mut first = client.create("b").await.unwrap();
+    first.set_metadata("f", b"index.html").await.unwrap();
+    let (body, states, flags) = fetch(&mut first).await;
+    assert_eq!(body, conformance::peers::INDEX_HTML.as_bytes());
+    assert_som_eom("index.html", &flags);
+    use StreamState::*;
+    assert_eq!(
+        states,
+        [Creating, Connecting, Connected, QosAckRemote, Disconnected]
+    );
+    let mut tasks = vec![];
+    for i in 0..20 {
+        let c = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut s = c.create(if i % 2 == 0 { "a" } else { "b" }).await.unwrap();
+            s.set_metadata("f", format!("f{i}").as_bytes())
+                .await
+                .unwrap();
+            (i, fetch(&mut s).await)
+        }));
+    }
+    for t in tasks {
+        let (i, (body, states, flags)) = t.await.unwrap();
+        assert!(
+            body == file_body(i),
+            "f{i}: {} bytes, want {}",
+            body.len(),
+            file_body(i).len()
+        );
+        assert_eq!(
+            states,
+            [Creating, Connecting, Connected, QosAckRemote, Disconnected],
+            "f{i}"
+        );
+        if !body.is_empty() {
+            assert_som_eom(&format!("f{i}"), &flags);
+        }
+    }
+    let (ids, n) = h2_connections(&nginx.access_log());
+    assert_eq!(n, 21, "{}", nginx.logs());
+    assert_eq!(ids.len(), 1, "{ids:?}\n{}", nginx.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_8mib_big_bin_arrives_exactly_over_h2() {
+    let nginx = nginx_h2().await;
+    let client = Client::start(
+        policy(nginx.https_port(), &nginx.pki().ca_b64()),
+        EngineConfig::default(),
+    );
+    let mut s = client.create("b").await.unwrap();
+    s.set_metadata("f", b"big.bin").await.unwrap();
+    let (body, states, flags) = fetch(&mut s).await;
+    assert_eq!(body.len(), conformance::peers::BIG_BIN_LEN);
+    assert!(body == conformance::peers::big_bin_content(body.len()));
+    assert_som_eom("big.bin", &flags);
+    assert!(states.contains(&StreamState::QosAckRemote), "{states:?}");
+    let (ids, n) = h2_connections(&nginx.access_log());
+    assert_eq!((ids.len(), n), (1, 1), "{}", nginx.logs());
+}
+
+fn post_body(len: usize, seed: u32) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_mul(13).wrapping_add(seed) % 256) as u8)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_bodies_beyond_the_window_are_echoed_by_nginx_over_h2() {
+    let nginx = nginx_h2().await;
+    let client = Client::start(
+        policy(nginx.https_port(), &nginx.pki().ca_b64()),
+        EngineConfig::default(),
+    );
+    // One alone, then three at once on the same connection.
+    let mut s = client.create("p").await.unwrap();
+    s.set_metadata("f", b"echo").await.unwrap();
+    let body = post_body(200_000, 1);
+    let (back, states, flags) = post(&mut s, body.clone()).await;
+    assert!(back == body, "echo differs ({} bytes back)", back.len());
+    assert_som_eom("echo", &flags);
+    use StreamState::*;
+    assert_eq!(
+        states,
+        [
+            Creating,
+            Poll,
+            Connecting,
+            Connected,
+            QosAckRemote,
+            Disconnected
+        ]
+    );
+    let mut tasks = vec![];
+    for (i, len) in [(2u32, 70_000usize), (3, 1_000_000), (4, 65_536)] {
+        let c = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut s = c.create("p").await.unwrap();
+            s.set_metadata("f", b"echo").await.unwrap();
+            let body = post_body(len, i);
+            let r = post(&mut s, body.clone()).await;
+            (body, r)
+        }));
+    }
+    for t in tasks {
+        let (body, (back, states, flags)) = t.await.unwrap();
+        assert!(
+            back == body,
+            "echo of {} differs ({} bytes back)",
+            body.len(),
+            back.len()
+        );
+        assert_som_eom("echo", &flags);
+        assert!(states.contains(&QosAckRemote), "{states:?}");
+    }
+    let (ids, n) = h2_connections(&nginx.access_log());
+    assert_eq!((ids.len(), n), (1, 4), "{}", nginx.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_reset_by_nginx_fails_alone_while_its_neighbours_complete() {
+    let nginx = nginx_h2().await;
+    let www = nginx.dir().join("www");
+    for i in 0..7 {
+        std::fs::write(www.join(format!("f{i}")), file_body(i + 3)).unwrap();
+    }
+    let client = Client::start(
+        policy(nginx.https_port(), &nginx.pki().ca_b64()),
+        EngineConfig::default(),
+    );
+    let mut first = client.create("b").await.unwrap();
+    first.set_metadata("f", b"index.html").await.unwrap();
+    let (body, _, _) = fetch(&mut first).await;
+    assert_eq!(body, conformance::peers::INDEX_HTML.as_bytes());
+    let mut tasks = vec![];
+    for i in 0..7 {
+        let c = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut s = c.create("b").await.unwrap();
+            // The middle one asks for `/rst`, which nginx resets (444).
+            let f = if i == 3 {
+                "rst".into()
+            } else {
+                format!("f{i}")
+            };
+            s.set_metadata("f", f.as_bytes()).await.unwrap();
+            (i, fetch(&mut s).await)
+        }));
+    }
+    use StreamState::*;
+    for t in tasks {
+        let (i, (body, states, _)) = t.await.unwrap();
+        if i == 3 {
+            assert!(body.is_empty(), "rst: {} bytes", body.len());
+            // Each attempt fails unreached; the policy allows 2 retries.
+            assert_eq!(
+                states,
+                [
+                    Creating,
+                    Connecting,
+                    Unreachable,
+                    Poll,
+                    Connecting,
+                    Unreachable,
+                    Poll,
+                    Connecting,
+                    Unreachable,
+                    AllRetriesFailed
+                ],
+                "rst"
+            );
+        } else {
+            assert!(body == file_body(i + 3), "f{i}: {} bytes", body.len());
+            assert_eq!(
+                states,
+                [Creating, Connecting, Connected, QosAckRemote, Disconnected],
+                "f{i}"
+            );
+        }
+    }
+    // The resets did not cost the connection.
+    let log = nginx.access_log();
+    let (ids, n) = h2_connections(&log);
+    assert_eq!(ids.len(), 1, "{log}");
+    assert!(n >= 7, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_bodies_beyond_the_window_reach_nghttpd() {
+    let nghttpd = require("nghttpd");
+    let pki = TestPki::new(&["localhost", "127.0.0.1"]);
+    let (dir, path) = PeerProcess::prepare("nghttpd");
+    let www = path.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("f5"), file_body(5)).unwrap();
+    let [_, cert, key, ..] = pki.write_files(&path);
+    let port = free_port();
+    let mut cmd = Command::new(nghttpd);
+    cmd.arg("--address=127.0.0.1")
+        .arg(format!("--htdocs={}", www.display()))
+        .arg(port.to_string())
+        .arg(&key)
+        .arg(&cert);
+    let mut peer = PeerProcess::spawn("nghttpd", dir, cmd);
+    peer.wait_port(port).unwrap_or_else(|e| panic!("{e}"));
+    let client = Client::start(policy(port, &pki.ca_b64()), EngineConfig::default());
+    let mut tasks = vec![];
+    for (i, len) in [(1u32, 300_000usize), (2, 100_000), (3, 1_500_000)] {
+        let c = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut s = c.create("p").await.unwrap();
+            s.set_metadata("f", b"f5").await.unwrap();
+            post(&mut s, post_body(len, i)).await
+        }));
+    }
+    for t in tasks {
+        // nghttpd reads the whole body, then answers with the file.
+        let (back, states, flags) = t.await.unwrap();
+        assert!(back == file_body(5), "{} bytes back", back.len());
+        assert_som_eom("f5", &flags);
+        assert!(
+            states.contains(&StreamState::QosAckRemote),
+            "{states:?}\n{}",
+            peer.logs()
+        );
+    }
 }

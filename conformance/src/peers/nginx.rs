@@ -43,7 +43,8 @@ pub struct NginxOpts {
 /// A running nginx on 127.0.0.1: plain HTTP on [`Nginx::http_port`], TLS on
 /// [`Nginx::https_port`] with a leaf of [`Nginx::pki`] for `localhost` and
 /// `127.0.0.1`. Docroot: `/index.html`, `/big.bin` (see [`big_bin_byte`]),
-/// `/204` (204), `/redirect` (302 to `/index.html`), `/echo` answering a
+/// `/204` (204), `/redirect` (302 to `/index.html`), `/rst` (444: the
+/// connection is closed, or with HTTP/2 the stream reset), `/echo` answering a
 /// `POST`/`PUT` with its request body (Debian's echo module), and `/dav/`
 /// accepting `PUT` of any file which can then be fetched back with `GET`.
 /// Killed on drop.
@@ -135,6 +136,13 @@ impl Nginx {
         self.proc.logs()
     }
 
+    /// The access log so far, one line per request:
+    /// `connection-serial requests-on-it protocol "request-line" status bytes`
+    /// (so requests that shared a connection share the first field).
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir().join("access.log")).unwrap_or_default()
+    }
+
     /// The temp dir nginx runs in (docroot is `www/` inside it).
     pub fn dir(&self) -> &Path {
         self.proc.dir()
@@ -184,7 +192,8 @@ pid {d}/nginx.pid;
 error_log {d}/error.log info;
 events {{ worker_connections 256; }}
 http {{
-    access_log {d}/access.log;
+    log_format ss '$connection $connection_requests $server_protocol "$request" $status $body_bytes_sent';
+    access_log {d}/access.log ss;
     client_body_temp_path {d}/tmp/body;
     proxy_temp_path {d}/tmp/proxy;
     fastcgi_temp_path {d}/tmp/fastcgi;
@@ -202,6 +211,7 @@ http {{
         root {d}/www;
         location = /204 {{ return 204; }}
         location = /redirect {{ return 302 /index.html; }}
+        location = /rst {{ return 444; }}
         location = /echo {{
             client_body_buffer_size 64m;
             echo_read_request_body;

@@ -4,7 +4,7 @@
 //! 127.0.0.1 (or a Unix socket) through a [`Driver`], and checks the states
 //! and payload the application sees. `adapter_suite!(name, DriverType)`
 //! instantiates every scenario as a `#[test]`. The MQTT scenario talks to a
-//! mosquitto the test starts.
+//! mosquitto the test starts, the HTTP/2 one to an nghttpd.
 
 use conformance::driver::Driver;
 use ss_core::policy::{Policy, Protocol, StreamType};
@@ -1073,6 +1073,140 @@ pub fn mqtt_pubsub<D: Driver>() {
     assert_eq!(log.matches("New client connected").count(), 1, "{log}");
 }
 
+/// Body of nghttpd's file `f{i}` in [`h2_nghttpd`]: bigger than the 64 KiB
+/// initial window for most `i`.
+fn h2_file(i: usize) -> Vec<u8> {
+    (0..(i * 40_000 + 1_000))
+        .map(|j| ((j * 11 + i * 5) % 253) as u8)
+        .collect()
+}
+
+/// HTTP/2 client streams through nghttpd (TLS, ALPN h2) the test starts:
+/// one stream opens the connection, then five at once ride it concurrently;
+/// each gets its file exactly, with the reference state sequence, and
+/// nghttpd saw one connection.
+pub fn h2_nghttpd<D: Driver>() {
+    use conformance::peers::{free_port, require, PeerProcess, TestPki};
+    use std::process::Command;
+    let bin = require("nghttpd");
+    let pki = TestPki::new(&["localhost", "127.0.0.1"]);
+    let (dir, path) = PeerProcess::prepare("nghttpd");
+    let www = path.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    for i in 0..6 {
+        std::fs::write(www.join(format!("f{i}")), h2_file(i)).unwrap();
+    }
+    let [_, cert, key, ..] = pki.write_files(&path);
+    let port = free_port();
+    let mut cmd = Command::new("stdbuf");
+    cmd.arg("-oL")
+        .arg(bin)
+        .arg("--address=127.0.0.1")
+        .arg("-v")
+        .arg(format!("--htdocs={}", www.display()))
+        .arg(port.to_string())
+        .arg(&key)
+        .arg(&cert);
+    let mut peer = PeerProcess::spawn("nghttpd", dir, cmd);
+    peer.wait_port(port).unwrap_or_else(|e| panic!("{e}"));
+    let json = format!(
+        r#"{{"retry": [{{"r": {{"backoff": [100], "conceal": 2, "jitterpc": 0}}}}],
+            "certs": [{{"ca": "{ca}"}}],
+            "trust_stores": [{{"name": "ts", "stack": ["ca"]}}],
+            "s": [{{"h2get": {{"endpoint": "127.0.0.1", "port": {port}, "protocol": "h2",
+                     "tls": true, "tls_trust_store": "ts", "http_url": "/${{f}}",
+                     "retry": "r", "nghttp2_quirk_end_stream": true,
+                     "metadata": [{{"f": ""}}]}}}}]}}"#,
+        ca = pki.ca_b64()
+    );
+    let mut d: D = driver(Policy::parse(&json).expect("h2 policy"));
+    let start = |d: &mut D, i: usize| {
+        let seen = Shared::default();
+        let now = d.now();
+        let id = d
+            .host()
+            .create(
+                now,
+                "h2get",
+                Box::new(H1Client {
+                    seen: seen.clone(),
+                    body: vec![],
+                    off: 0,
+                }),
+            )
+            .expect("create h2 stream");
+        d.host()
+            .engine
+            .set_metadata(id, "f", format!("f{i}").as_bytes())
+            .unwrap();
+        let now = d.now();
+        d.host().engine.client_connect(now, id).unwrap();
+        (id, seen)
+    };
+    let ended = |s: &Shared| {
+        s.borrow().states.iter().any(|st| {
+            matches!(
+                st,
+                StreamState::Disconnected | StreamState::AllRetriesFailed
+            )
+        })
+    };
+    use StreamState::*;
+    let ok_states = [Creating, Connecting, Connected, QosAckRemote, Disconnected];
+    let (_, first) = start(&mut d, 0);
+    let f = first.clone();
+    assert!(
+        d.run_until(WAIT, &mut |_| ended(&f)),
+        "[{}] first: {:?}\n{}",
+        D::NAME,
+        first.borrow().states,
+        peer.logs()
+    );
+    assert_eq!(first.borrow().states, ok_states, "[{}]", D::NAME);
+    assert!(first.borrow().rx == h2_file(0), "[{}] f0", D::NAME);
+    let streams: Vec<(StreamId, Shared)> = (1..6).map(|i| start(&mut d, i)).collect();
+    // All five are on the connection at once.
+    let conns: Vec<_> = streams
+        .iter()
+        .map(|(id, _)| d.host().engine.conn_of(*id))
+        .collect();
+    assert!(
+        conns.iter().all(|c| c.is_some() && *c == conns[0]),
+        "{conns:?}"
+    );
+    let all: Vec<Shared> = streams.iter().map(|(_, s)| s.clone()).collect();
+    assert!(
+        d.run_until(WAIT, &mut |_| all.iter().all(ended)),
+        "[{}] {:?}\n{}",
+        D::NAME,
+        all.iter()
+            .map(|s| s.borrow().states.clone())
+            .collect::<Vec<_>>(),
+        peer.logs()
+    );
+    for (i, (_, s)) in streams.iter().enumerate() {
+        let s = s.borrow();
+        assert_eq!(s.states, ok_states, "[{}] f{}", D::NAME, i + 1);
+        assert!(
+            s.rx == h2_file(i + 1),
+            "[{}] f{}: {} bytes",
+            D::NAME,
+            i + 1,
+            s.rx.len()
+        );
+    }
+    assert_eq!(d.host().engine.conn_count(), 1, "[{}]", D::NAME);
+    let log = std::fs::read_to_string(peer.dir().join("stdout.log")).unwrap_or_default();
+    let mut ids: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("recv SETTINGS frame"))
+        .filter_map(|l| l.split(']').next())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "[{}] {ids:?}", D::NAME);
+}
+
 /// Instantiate the suite for one adapter: `adapter_suite!(tokio, TokioDriver);`.
 macro_rules! adapter_suite {
     ($m:ident, $d:ty) => {
@@ -1108,6 +1242,10 @@ macro_rules! adapter_suite {
             #[test]
             fn mqtt_pubsub() {
                 super::adapter_suite::mqtt_pubsub::<$d>()
+            }
+            #[test]
+            fn h2_nghttpd() {
+                super::adapter_suite::h2_nghttpd::<$d>()
             }
         }
     };

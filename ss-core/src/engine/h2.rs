@@ -144,6 +144,11 @@ impl Engine {
         true
     }
 
+    /// A stream that waited on `conn` joins it now that it speaks h2.
+    pub(super) fn h2_join_conn(&mut self, now: Instant, conn: ConnId, sid: StreamId) {
+        self.h2_attach(now, conn, sid);
+    }
+
     fn h2_attach(&mut self, now: Instant, conn: ConnId, sid: StreamId) {
         if let Some(h) = self.conns.get_mut(&conn).and_then(|c| h2_of(&mut c.proto)) {
             h.members.insert(sid, Member::default());

@@ -163,6 +163,11 @@ pub struct Engine {
     mqtt_conns: BTreeMap<PoolKey, ConnId>,
     /// Shared HTTP/2 connections by (host, port, TLS).
     h2_conns: BTreeMap<PoolKey, ConnId>,
+    /// Connections of h2 streamtypes whose ALPN is not settled yet, by place.
+    h2_pending: BTreeMap<PoolKey, ConnId>,
+    /// Streams waiting for a pending connection to settle on h2 (then they
+    /// join it) or on http/1.1 (then each opens its own).
+    h2_waiters: BTreeMap<ConnId, Vec<StreamId>>,
     /// Unacknowledged MQTT messages waiting for the next connection to a place.
     mqtt_resume: BTreeMap<PoolKey, proto::mqtt::InFlight>,
     /// MQTT verdicts waiting for their stream's next CONNECTED.
@@ -193,6 +198,8 @@ impl Engine {
             pool: BTreeMap::new(),
             mqtt_conns: BTreeMap::new(),
             h2_conns: BTreeMap::new(),
+            h2_pending: BTreeMap::new(),
+            h2_waiters: BTreeMap::new(),
             mqtt_resume: BTreeMap::new(),
             mqtt_late: BTreeMap::new(),
             cookies: BTreeMap::new(),
@@ -442,7 +449,11 @@ impl Engine {
     #[allow(clippy::only_used_in_recursion)]
     pub fn destroy(&mut self, now: Instant, id: StreamId) -> Result<(), Error> {
         if let Some(conn) = self.streams.get(&id).and_then(|s| s.conn) {
-            if self.is_mqtt_conn(conn) {
+            if self.h2_unwait(conn, id) {
+                if let Some(s) = self.streams.get_mut(&id) {
+                    s.conn = None;
+                }
+            } else if self.is_mqtt_conn(conn) {
                 self.mqtt_leave(now, conn, id);
             } else if self.is_h2_conn(conn) {
                 self.h2_leave(now, conn, id);
@@ -1069,6 +1080,14 @@ impl Engine {
         if st.protocol == Protocol::H2 && !st.server && self.h2_join(now, id) {
             return;
         }
+        if st.protocol == Protocol::H2 && !st.server && tls {
+            if let Some(pending) = self.h2_wait(id) {
+                if let Some(s) = self.streams.get_mut(&id) {
+                    s.conn = Some(pending);
+                }
+                return;
+            }
+        }
         if mqtt::is_mqtt(&st) && self.mqtt_join(now, id) {
             // Riding an existing connection to the same broker.
             return;
@@ -1167,6 +1186,11 @@ impl Engine {
         c.sni = sni;
         c.want_tls = tls;
         self.conns.insert(conn, c);
+        if st.protocol == Protocol::H2 && !st.server && tls {
+            if let Some(k) = self.h2_key_of(id) {
+                self.h2_pending.insert(k, conn);
+            }
+        }
         self.timers.set(Timer::ConnectTimeout(conn), deadline);
         self.actions.push_back(action);
     }
@@ -1247,6 +1271,53 @@ impl Engine {
         self.conns.insert(conn, c);
         self.timers.set(Timer::ConnectTimeout(conn), deadline);
         self.actions.push_back(Action::Connect { conn, addr });
+    }
+
+    /// A pending h2 connection to the same place as stream `id`, which it
+    /// then waits on.
+    fn h2_wait(&mut self, id: StreamId) -> Option<ConnId> {
+        let key = self.h2_key_of(id)?;
+        let conn = *self.h2_pending.get(&key)?;
+        if !self.conns.get(&conn).is_some_and(|c| !c.ready) {
+            return None;
+        }
+        self.h2_waiters.entry(conn).or_default().push(id);
+        Some(conn)
+    }
+
+    /// Stream `id` stops waiting on `conn`; whether it was waiting there.
+    fn h2_unwait(&mut self, conn: ConnId, id: StreamId) -> bool {
+        match self.h2_waiters.get_mut(&conn) {
+            Some(w) if w.contains(&id) => {
+                w.retain(|s| *s != id);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The pending connection did not settle on h2: its waiters go their own way.
+    fn h2_release_waiters(&mut self, now: Instant, conn: ConnId) {
+        self.h2_pending.retain(|_, c| *c != conn);
+        for w in self.h2_waiters.remove(&conn).unwrap_or_default() {
+            if self.streams.get(&w).is_some_and(|s| s.conn == Some(conn)) {
+                if let Some(s) = self.streams.get_mut(&w) {
+                    s.conn = None;
+                }
+                self.start_connect(now, w, false);
+            }
+        }
+    }
+
+    /// The sharing key of a stream's target (host, port, TLS).
+    fn h2_key_of(&self, id: StreamId) -> Option<PoolKey> {
+        let s = self.streams.get(&id)?;
+        let (target, tls) = resolve_endpoint(s).ok()?;
+        let t = match target {
+            Target::Addr(a) => a.to_string(),
+            Target::Host(h) => h.to_ascii_lowercase(),
+        };
+        Some((t, s.st.port, tls))
     }
 
     /// Whether `conn` is a shared HTTP/2 connection.
@@ -1454,11 +1525,19 @@ impl Engine {
             .is_some_and(|p| p == b"h2");
         if h2 && matches!(c.proto, Proto::H1Client(_)) {
             c.last_rx.get_or_insert(now);
-            return self.h2_upgrade(now, conn);
+            self.h2_pending.retain(|_, c| *c != conn);
+            self.h2_upgrade(now, conn);
+            for w in self.h2_waiters.remove(&conn).unwrap_or_default() {
+                if self.streams.get(&w).is_some_and(|s| s.conn == Some(conn)) {
+                    self.h2_join_conn(now, conn, w);
+                }
+            }
+            return;
         }
         if h2 && matches!(c.proto, Proto::H1Server(_)) {
             return self.h2s_upgrade(now, conn);
         }
+        self.h2_release_waiters(now, conn);
         self.transport_ready(now, conn);
     }
 
@@ -1535,6 +1614,8 @@ impl Engine {
         }
         self.mqtt_conns.retain(|_, c| *c != conn);
         self.h2_conns.retain(|_, c| *c != conn);
+        self.h2_pending.retain(|_, c| *c != conn);
+        self.h2_waiters.remove(&conn);
         let c = self.conns.remove(&conn)?;
         if let Some(key) = &c.pool {
             if let Some(list) = self.pool.get_mut(key) {

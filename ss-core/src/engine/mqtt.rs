@@ -95,7 +95,12 @@ impl Engine {
                 Proto::Mqtt(m) => m.members.iter().copied().collect(),
                 Proto::H2(h) => h.members().collect(),
                 Proto::H2Srv(h) => h.members().collect(),
-                _ => c.stream.into_iter().collect(),
+                // A pending h2 connection also carries the streams waiting on it.
+                _ => c
+                    .stream
+                    .into_iter()
+                    .chain(self.h2_waiters.get(&conn).into_iter().flatten().copied())
+                    .collect(),
             },
             None => vec![],
         }

@@ -1278,7 +1278,7 @@ impl Engine {
     fn h2_wait(&mut self, id: StreamId) -> Option<ConnId> {
         let key = self.h2_key_of(id)?;
         let conn = *self.h2_pending.get(&key)?;
-        if !self.conns.get(&conn).is_some_and(|c| !c.ready) {
+        if self.conns.get(&conn).is_none_or(|c| c.ready) {
             return None;
         }
         self.h2_waiters.entry(conn).or_default().push(id);

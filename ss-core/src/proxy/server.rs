@@ -244,7 +244,11 @@ impl ProxyServer {
     /// Handle one engine event. Returns `false` if the event concerns no
     /// stream of the proxy (the caller may have other streams of its own).
     pub fn handle_event(&mut self, engine: &mut Engine, now: Instant, ev: &Event) -> bool {
-        let id = ev.stream();
+        // `Event::stream` of an accepted connection is the new stream.
+        let id = match ev {
+            Event::Accepted { server, .. } => *server,
+            _ => ev.stream(),
+        };
         if Some(id) == self.server {
             self.server_event(engine, now, ev);
             return true;

@@ -263,9 +263,12 @@ mod proxy {
                 if let Some(m) = self.dec.poll() {
                     return Some(m);
                 }
-                match self.s.read(&mut buf).expect("read from the daemon") {
-                    0 => return None,
-                    _ => {
+                // A daemon that dies with unread input resets the link: EOF too.
+                match self.s.read(&mut buf) {
+                    Ok(0) => return None,
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+                    Err(e) => panic!("read from the daemon: {e}"),
+                    Ok(_) => {
                         self.dec.feed(&buf).unwrap();
                     }
                 }

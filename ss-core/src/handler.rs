@@ -227,9 +227,14 @@ impl Host {
 
     fn deliver(&mut self, now: Instant, ev: Event) {
         if let Event::Accepted { server, stream } = ev {
-            if let Some(f) = self.factories.get_mut(&server) {
-                let h = f(stream);
-                self.handlers.insert(stream, h);
+            match self.factories.get_mut(&server) {
+                Some(f) => {
+                    let h = f(stream);
+                    self.handlers.insert(stream, h);
+                }
+                // A server the caller drives itself (no factory): its
+                // accepted streams are the caller's too.
+                None => self.unhandled.push(ev),
             }
             return;
         }

@@ -4,6 +4,9 @@ use crate::io::Io;
 use ss_core::Host;
 use std::time::{Duration, Instant};
 
+/// An application driving the engine directly (see [`Runtime::run_app_until`]).
+type AppFn<'a> = dyn FnMut(&mut ss_core::Engine, Instant, ss_core::Event) + 'a;
+
 /// Most socket reports handled per loop turn before dispatching.
 const BATCH: usize = 64;
 
@@ -54,6 +57,29 @@ impl Runtime {
         timeout: Duration,
         done: &mut dyn FnMut(&mut Host) -> bool,
     ) -> bool {
+        self.run(timeout, None, done)
+    }
+
+    /// As [`Runtime::run_until`], handing every event of a stream without a
+    /// handler to `app` (with the engine, to act on it) instead of keeping it
+    /// for [`Host::take_unhandled`]. For applications that drive the engine
+    /// directly, such as the proxy daemon's `ProxyServer`; what `app` asks
+    /// of the engine is carried out in the same loop turn.
+    pub fn run_app_until(
+        &mut self,
+        timeout: Duration,
+        app: &mut dyn FnMut(&mut ss_core::Engine, Instant, ss_core::Event),
+        done: &mut dyn FnMut(&mut Host) -> bool,
+    ) -> bool {
+        self.run(timeout, Some(app), done)
+    }
+
+    fn run(
+        &mut self,
+        timeout: Duration,
+        mut app: Option<&mut AppFn<'_>>,
+        done: &mut dyn FnMut(&mut Host) -> bool,
+    ) -> bool {
         let end = Instant::now() + timeout;
         let Runtime { io, host, rt } = self;
         rt.block_on(async {
@@ -62,7 +88,7 @@ impl Runtime {
                 if host.engine.poll_timeout().is_some_and(|t| t <= now) {
                     host.engine.handle_timeout(now);
                 }
-                settle(io, host, now);
+                settle(io, host, now, app.as_deref_mut());
                 if done(host) {
                     return true;
                 }
@@ -94,11 +120,19 @@ impl Runtime {
 }
 
 /// Carry out actions and dispatch events until neither is left.
-fn settle(io: &mut Io, host: &mut Host, now: Instant) {
+fn settle(io: &mut Io, host: &mut Host, now: Instant, mut app: Option<&mut AppFn<'_>>) {
     io.apply_actions(&mut host.engine, now);
     loop {
         host.dispatch(now);
-        if io.apply_actions(&mut host.engine, now) == 0 {
+        let mut busy = false;
+        if let Some(app) = app.as_deref_mut() {
+            let unhandled = host.take_unhandled();
+            busy = !unhandled.is_empty();
+            for ev in unhandled {
+                app(&mut host.engine, now, ev);
+            }
+        }
+        if io.apply_actions(&mut host.engine, now) == 0 && !busy {
             break;
         }
     }

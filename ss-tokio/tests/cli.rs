@@ -154,3 +154,279 @@ fn get_fails_when_nothing_listens() {
         text(&out.stderr)
     );
 }
+
+// ----- ss proxy ------------------------------------------------------------
+
+mod proxy {
+    use ss_core::policy::{Policy, Protocol, StreamType};
+    use ss_core::proxy::wire::{Payload, ToClient, ToClientDecoder, ToProxy, WireMessage};
+    use ss_core::{Engine, EngineConfig, Flags, Handler, Host, SsRet, StreamCtx, StreamState};
+    use ss_tokio::Runtime;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::os::unix::net::UnixStream;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    #[derive(Default)]
+    struct Echo(Vec<u8>);
+
+    impl Handler for Echo {
+        fn rx(&mut self, ctx: &mut StreamCtx<'_>, data: &[u8], _f: Flags) -> SsRet {
+            self.0.extend_from_slice(data);
+            let _ = ctx.request_tx();
+            SsRet::Ok
+        }
+        fn tx(
+            &mut self,
+            ctx: &mut StreamCtx<'_>,
+            buf: &mut Vec<u8>,
+            budget: usize,
+            _f: &mut Flags,
+        ) -> SsRet {
+            if self.0.is_empty() {
+                return SsRet::TxDontSend;
+            }
+            let n = budget.min(self.0.len());
+            buf.extend(self.0.drain(..n));
+            if !self.0.is_empty() {
+                let _ = ctx.request_tx();
+            }
+            SsRet::Ok
+        }
+    }
+
+    struct Quiet;
+    impl Handler for Quiet {}
+
+    /// A raw echo server (our tokio Runtime) on its own thread; its port.
+    fn echo_server(stop: Arc<AtomicBool>) -> (u16, std::thread::JoinHandle<()>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let t = std::thread::spawn(move || {
+            let policy = Policy {
+                streamtypes: vec![StreamType {
+                    name: "server".into(),
+                    endpoint: Some("127.0.0.1".into()),
+                    server: true,
+                    protocol: Protocol::Raw,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            };
+            let mut rt = Runtime::new(Host::new(Engine::new(policy, EngineConfig::default())));
+            let now = rt.now();
+            let id = rt
+                .host()
+                .create_server(
+                    now,
+                    "server",
+                    Box::new(Quiet),
+                    Box::new(|_| Box::new(Echo::default())),
+                )
+                .unwrap();
+            rt.run_until(Duration::from_secs(5), &mut |h| h.listening(id).is_some());
+            let addr: std::net::SocketAddr =
+                rt.host().listening(id).unwrap().unwrap().parse().unwrap();
+            tx.send(addr.port()).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                rt.run_until(Duration::from_millis(20), &mut |_| false);
+            }
+        });
+        (rx.recv().unwrap(), t)
+    }
+
+    struct Link {
+        s: UnixStream,
+        dec: ToClientDecoder,
+    }
+
+    impl Link {
+        fn connect(path: &std::path::Path) -> Link {
+            let s = UnixStream::connect(path).expect("connect to the daemon");
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            Link {
+                s,
+                dec: ToClientDecoder::default(),
+            }
+        }
+
+        fn send(&mut self, m: &ToProxy) {
+            let mut b = vec![];
+            m.encode(&mut b).unwrap();
+            self.s.write_all(&b).unwrap();
+        }
+
+        /// The next message, or `None` at EOF.
+        fn recv(&mut self) -> Option<ToClient> {
+            let mut buf = [0u8; 1];
+            loop {
+                if let Some(m) = self.dec.poll() {
+                    return Some(m);
+                }
+                // A daemon that dies with unread input resets the link: EOF too.
+                match self.s.read(&mut buf) {
+                    Ok(0) => return None,
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+                    Err(e) => panic!("read from the daemon: {e}"),
+                    Ok(_) => {
+                        self.dec.feed(&buf).unwrap();
+                    }
+                }
+            }
+        }
+
+        /// Open a stream of `streamtype` and connect it onward.
+        fn open(&mut self, streamtype: &str) {
+            self.send(&ToProxy::StreamtypeCreate {
+                pid: std::process::id(),
+                initial_tx_credit: 0,
+                streamtype: streamtype.into(),
+            });
+            assert!(matches!(
+                self.recv(),
+                Some(ToClient::CreateResult { status: 0, .. })
+            ));
+            self.send(&ToProxy::OnwardConnect);
+            loop {
+                let m = self.recv().expect("states");
+                if m.stream_state() == Some(StreamState::Connected) {
+                    return;
+                }
+            }
+        }
+
+        fn echo(&mut self, text: &[u8]) -> Vec<u8> {
+            self.send(&ToProxy::TxPayload(Payload::new(
+                text.to_vec(),
+                Flags::NONE,
+            )));
+            let mut got = vec![];
+            while got.len() < text.len() {
+                match self.recv() {
+                    Some(ToClient::RxPayload(p)) => got.extend_from_slice(&p.data),
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+            got
+        }
+    }
+
+    #[test]
+    fn the_daemon_proxies_two_links_and_its_death_is_eof() {
+        use std::os::unix::fs::PermissionsExt;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (port, server) = echo_server(stop.clone());
+        let dir = tempfile::tempdir().unwrap();
+        let policy = dir.path().join("policy.json");
+        std::fs::write(
+            &policy,
+            format!(
+                r#"{{"retry": [{{"r": {{"backoff": [100], "conceal": 1, "jitterpc": 0}}}}],
+                   "s": [{{"echo": {{"endpoint": "127.0.0.1", "port": {port},
+                                    "protocol": "raw", "retry": "r"}}}}]}}"#
+            ),
+        )
+        .unwrap();
+        let sock = dir.path().join("proxy.sock");
+        let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_ss"))
+            .args(["proxy", "--policy"])
+            .arg(&policy)
+            .arg("--unix")
+            .arg(&sock)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start ss proxy");
+        struct KillOnDrop(std::process::Child);
+        impl Drop for KillOnDrop {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let stdout = daemon.stdout.take().unwrap();
+        let mut daemon = KillOnDrop(daemon);
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        assert_eq!(
+            line.trim(),
+            format!("ss proxy: listening on unix:{}", sock.display())
+        );
+        let mode = std::fs::metadata(&sock).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+
+        let mut a = Link::connect(&sock);
+        let mut b = Link::connect(&sock);
+        a.open("echo");
+        b.open("echo");
+        assert_eq!(a.echo(b"hello from a"), b"hello from a");
+        assert_eq!(b.echo(b"hello from b"), b"hello from b");
+        let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        for chunk in big.chunks(8192) {
+            assert_eq!(a.echo(chunk), chunk);
+        }
+
+        // An unknown streamtype gets a failed result and EOF; the others live on.
+        let mut c = Link::connect(&sock);
+        c.send(&ToProxy::StreamtypeCreate {
+            pid: 1,
+            initial_tx_credit: 0,
+            streamtype: "nope".into(),
+        });
+        assert!(matches!(
+            c.recv(),
+            Some(ToClient::CreateResult { status: 1, .. })
+        ));
+        assert_eq!(c.recv(), None);
+        assert_eq!(b.echo(b"still"), b"still");
+
+        // kill -9 mid-stream: the links see EOF.
+        a.send(&ToProxy::TxPayload(Payload::new(
+            b"in flight".to_vec(),
+            Flags::NONE,
+        )));
+        daemon.0.kill().unwrap();
+        daemon.0.wait().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for l in [&mut a, &mut b] {
+            loop {
+                assert!(Instant::now() < deadline);
+                if l.recv().is_none() {
+                    break;
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn proxy_usage_errors_exit_2() {
+        let run = |args: &[&str]| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_ss"))
+                .args(args)
+                .output()
+                .unwrap()
+                .status
+                .code()
+        };
+        assert_eq!(run(&["proxy"]), Some(2));
+        assert_eq!(run(&["proxy", "--policy", "x"]), Some(2));
+        assert_eq!(
+            run(&[
+                "proxy",
+                "--policy",
+                "x",
+                "--unix",
+                "/tmp/a",
+                "--abstract",
+                "b"
+            ]),
+            Some(2)
+        );
+        assert_eq!(
+            run(&["proxy", "--policy", "x", "--listen", "nope"]),
+            Some(2)
+        );
+    }
+}

@@ -4,9 +4,11 @@
 //! ss policy check FILE
 //! ss demo
 //! ss get STREAMTYPE --policy FILE [--timeout SECS] [--send TEXT]
+//! ss proxy --policy FILE (--unix PATH | --abstract NAME | --listen ADDR:PORT) [--max-links N]
 //! ```
 
 use ss_core::policy::{Policy, Protocol};
+use ss_core::proxy::server::{ProxyConfig, ProxyLog, ProxyServer};
 use ss_core::{
     Engine, EngineConfig, Flags, Handler, Host, SsRet, StreamCtx, StreamId, StreamState,
 };
@@ -28,6 +30,13 @@ usage:
   ss get STREAMTYPE --policy FILE [--timeout SECS] [--send TEXT]
       Connect one client stream of STREAMTYPE, optionally send TEXT, and copy
       what it receives to stdout until the peer closes (default timeout 10 s).
+  ss proxy --policy FILE (--unix PATH | --abstract NAME | --listen ADDR:PORT)
+           [--max-links N]
+      Run a Secure Streams proxy daemon: application processes connect one
+      link per stream and speak the serialized SS protocol (the reference's
+      version 1); the daemon runs their streams with FILE's policy. A --unix
+      socket is created mode 0600 (only this user can connect). Runs until
+      killed; prints where it listens, and dropped links on stderr.
 ";
 
 fn main() -> ExitCode {
@@ -38,6 +47,10 @@ fn main() -> ExitCode {
         ["demo"] => demo(),
         ["get", rest @ ..] => match GetArgs::parse(rest) {
             Ok(a) => get(a),
+            Err(e) => usage_error(&e),
+        },
+        ["proxy", rest @ ..] => match ProxyArgs::parse(rest) {
+            Ok(a) => proxy(a),
             Err(e) => usage_error(&e),
         },
         ["help" | "--help" | "-h"] => {
@@ -435,6 +448,139 @@ fn env_config() -> EngineConfig {
 fn fail(msg: &str) -> ExitCode {
     eprintln!("ss: {msg}");
     ExitCode::FAILURE
+}
+
+// ----- proxy -------------------------------------------------------------
+
+struct ProxyArgs {
+    policy: String,
+    /// The link listener's endpoint: `+/path`, `+@name` or `IP:PORT`.
+    bind: String,
+    max_links: Option<usize>,
+}
+
+impl ProxyArgs {
+    fn parse(args: &[&str]) -> Result<ProxyArgs, String> {
+        let mut policy = None;
+        let mut bind = None;
+        let mut max_links = None;
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let mut value = |name: &str| {
+                it.next()
+                    .map(|v| v.to_string())
+                    .ok_or_else(|| format!("{name} needs a value"))
+            };
+            let mut set_bind = |b: String| {
+                if bind.replace(b).is_some() {
+                    Err("give only one of --unix, --abstract, --listen".to_string())
+                } else {
+                    Ok(())
+                }
+            };
+            match *a {
+                "--policy" => policy = Some(value("--policy")?),
+                "--unix" => {
+                    let p = value("--unix")?;
+                    if p.is_empty() || p.starts_with('@') {
+                        return Err(format!("--unix {p:?}: give a file path"));
+                    }
+                    set_bind(format!("+{p}"))?
+                }
+                "--abstract" => {
+                    let n = value("--abstract")?;
+                    if n.is_empty() {
+                        return Err("--abstract needs a name".into());
+                    }
+                    set_bind(format!("+@{n}"))?
+                }
+                "--listen" => {
+                    let a = value("--listen")?;
+                    a.parse::<std::net::SocketAddr>()
+                        .map_err(|_| format!("--listen {a:?} is not ADDR:PORT"))?;
+                    set_bind(a)?
+                }
+                "--max-links" => {
+                    let v = value("--max-links")?;
+                    max_links =
+                        Some(v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                            format!("--max-links {v:?} is not a positive number")
+                        })?);
+                }
+                s => return Err(format!("unexpected argument {s:?}")),
+            }
+        }
+        Ok(ProxyArgs {
+            policy: policy.ok_or("proxy needs --policy FILE")?,
+            bind: bind.ok_or("proxy needs --unix PATH, --abstract NAME or --listen ADDR:PORT")?,
+            max_links,
+        })
+    }
+}
+
+fn proxy(a: ProxyArgs) -> ExitCode {
+    match run_proxy(&a) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+/// The daemon: the policy plus the link listener on one engine, the
+/// `ProxyServer` fed with its events, forever.
+fn run_proxy(a: &ProxyArgs) -> Result<(), String> {
+    let mut policy = load_policy(&a.policy)?;
+    ProxyServer::install(&mut policy, &a.bind)?;
+    // The link socket is created by bind(2) with mode 0777 & !umask: with
+    // 0177 it is 0600 from its first instant, so only this user can connect.
+    // The daemon creates no other files.
+    // SAFETY: umask only sets the process's file mode creation mask.
+    unsafe {
+        libc::umask(0o177);
+    }
+    let mut config = ProxyConfig::default();
+    if let Some(n) = a.max_links {
+        config.max_links = n;
+    }
+    let mut rt = Runtime::new(Host::new(Engine::new(policy, EngineConfig::default())));
+    let now = rt.now();
+    let mut px = ProxyServer::new(config);
+    px.start(&mut rt.host().engine, now)
+        .map_err(|e| format!("cannot listen: {e}"))?;
+    let failed: RefCell<Option<String>> = RefCell::new(None);
+    let unix_path = a.bind.strip_prefix('+').filter(|p| !p.starts_with('@'));
+    let mut app = |engine: &mut Engine, now: Instant, ev: ss_core::Event| {
+        px.handle_event(engine, now, &ev);
+        while let Some(r) = px.poll_log() {
+            match r {
+                ProxyLog::Listening { addr } => {
+                    if let Some(p) = unix_path {
+                        use std::os::unix::fs::PermissionsExt;
+                        let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600));
+                    }
+                    println!("ss proxy: listening on {addr}");
+                    let _ = std::io::stdout().flush();
+                }
+                ProxyLog::ListenFailed { reason } => {
+                    *failed.borrow_mut() = Some(format!("cannot listen: {reason}"));
+                }
+                ProxyLog::LinkDropped { link, reason } => {
+                    eprintln!("ss proxy: {link}: dropped: {reason}");
+                }
+                ProxyLog::LinkOpened { .. }
+                | ProxyLog::LinkCreated { .. }
+                | ProxyLog::LinkClosed { .. }
+                | ProxyLog::Note { .. } => {}
+            }
+        }
+    };
+    loop {
+        rt.run_app_until(Duration::from_secs(3600), &mut app, &mut |_| {
+            failed.borrow().is_some()
+        });
+        if let Some(e) = failed.borrow_mut().take() {
+            return Err(e);
+        }
+    }
 }
 
 // ----- get ---------------------------------------------------------------

@@ -429,4 +429,116 @@ mod proxy {
             Some(2)
         );
     }
+
+    /// Two application clients in proxy mode (`EngineConfig::proxy`) share
+    /// one `ss proxy` daemon; the daemon is killed mid-conversation and
+    /// started again on the same socket: the clients' streams report the
+    /// loss, retry per policy, re-create themselves on the new daemon and
+    /// echo again.
+    #[test]
+    fn proxy_mode_clients_survive_a_daemon_restart() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (port, server) = echo_server(stop.clone());
+        let dir = tempfile::tempdir().unwrap();
+        let policy = dir.path().join("policy.json");
+        let json = format!(
+            r#"{{"retry": [{{"r": {{"backoff": [100, 200], "conceal": 65535, "jitterpc": 0}}}}],
+               "s": [{{"echo": {{"endpoint": "127.0.0.1", "port": {port},
+                                "protocol": "raw", "retry": "r", "nailed_up": true}}}}]}}"#
+        );
+        std::fs::write(&policy, &json).unwrap();
+        let sock = dir.path().join("proxy.sock");
+        let start = || {
+            let mut d = std::process::Command::new(env!("CARGO_BIN_EXE_ss"))
+                .args(["proxy", "--policy"])
+                .arg(&policy)
+                .arg("--unix")
+                .arg(&sock)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("start ss proxy");
+            let mut line = String::new();
+            BufReader::new(d.stdout.take().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            assert!(line.contains("listening"), "{line}");
+            d
+        };
+        let mut daemon = start();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let sock_path = sock.to_string_lossy().into_owned();
+        rt.block_on(async {
+            let cfg = EngineConfig {
+                proxy: Some(ss_core::engine::SockAddr::Unix(sock_path.clone())),
+                ..Default::default()
+            };
+            let mut streams = vec![];
+            // The application's own policy could not reach the echo server:
+            // only the daemon can.
+            let app_json = json.replace(
+                "\"endpoint\": \"127.0.0.1\"",
+                "\"endpoint\": \"never.resolved.invalid\"",
+            );
+            assert_ne!(app_json, json);
+            for _ in 0..2 {
+                let c = ss_tokio::Client::start(Policy::parse(&app_json).unwrap(), cfg.clone());
+                streams.push((c.clone(), c.create("echo").await.unwrap()));
+            }
+            async fn echo(s: &mut ss_tokio::SsStream, msg: &[u8]) -> Vec<u8> {
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+                // Wait for CONNECTED (through the daemon), then echo.
+                loop {
+                    let st = tokio::time::timeout_at(deadline, s.next_state())
+                        .await
+                        .expect("CONNECTED in time")
+                        .unwrap();
+                    if st == StreamState::Connected {
+                        break;
+                    }
+                }
+                s.send(msg.to_vec()).await.unwrap();
+                let mut got = vec![];
+                while got.len() < msg.len() {
+                    let (d, _) = tokio::time::timeout_at(deadline, s.recv())
+                        .await
+                        .expect("echo in time")
+                        .unwrap();
+                    got.extend(d);
+                }
+                got
+            }
+            for (i, (_, s)) in streams.iter_mut().enumerate() {
+                let msg = format!("before restart {i}").into_bytes();
+                assert_eq!(echo(s, &msg).await, msg);
+            }
+            // Kill the daemon: the streams lose their onward connections.
+            daemon.kill().unwrap();
+            daemon.wait().unwrap();
+            for (_, s) in streams.iter_mut() {
+                loop {
+                    let st = tokio::time::timeout(Duration::from_secs(10), s.next_state())
+                        .await
+                        .expect("the loss is reported")
+                        .unwrap();
+                    if matches!(st, StreamState::Disconnected | StreamState::Unreachable) {
+                        break;
+                    }
+                }
+            }
+            let _ = std::fs::remove_file(&sock_path);
+            daemon = start();
+            for (i, (_, s)) in streams.iter_mut().enumerate() {
+                let msg = format!("after restart {i}").into_bytes();
+                assert_eq!(echo(s, &msg).await, msg);
+            }
+        });
+        let _ = daemon.kill();
+        let _ = daemon.wait();
+        stop.store(true, Ordering::Relaxed);
+        server.join().unwrap();
+    }
 }

@@ -5,6 +5,7 @@ pub mod driver;
 pub mod drivers;
 pub mod fuzz_engine;
 pub mod fuzz_h1_pair;
+pub mod fuzz_proxy;
 pub mod peers;
 pub mod sim;
 pub mod tls_provider;

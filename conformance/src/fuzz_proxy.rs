@@ -49,12 +49,12 @@ pub fn run(data: &[u8]) -> Outcome {
     let mut out = Outcome::default();
 
     let settle = |d: &mut Engine,
-                      px: &mut ProxyServer,
-                      now: Instant,
-                      listener: &mut Option<ListenerId>,
-                      onward: &mut Vec<ConnId>,
-                      closed: &mut Vec<ConnId>,
-                      to_links: &mut BTreeMap<ConnId, Vec<u8>>| {
+                  px: &mut ProxyServer,
+                  now: Instant,
+                  listener: &mut Option<ListenerId>,
+                  onward: &mut Vec<ConnId>,
+                  closed: &mut Vec<ConnId>,
+                  to_links: &mut BTreeMap<ConnId, Vec<u8>>| {
         for _ in 0..1000 {
             let mut any = false;
             while let Some(a) = d.poll_action() {

@@ -171,7 +171,7 @@ fn parse_location(loc: &str, cur_host: &str, cur_port: u16, cur_tls: bool) -> Op
         });
     };
     let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], rest[i..].to_string()),
+        Some(i) => (&rest[..i], rest[i..].to_string()), // ok: i from find('/'), an ASCII boundary
         None => (rest, "/".to_string()),
     };
     let default_port = if tls { 443 } else { 80 };

@@ -158,7 +158,7 @@ impl<'a> Scanner<'a> {
                         let koff = self.pos;
                         let key = self.string()?;
                         self.ws();
-                        self.expect(b':')?;
+                        self.expect(b':')?; // ok: the parser's own expect(), returns an error
                         self.ws();
                         let v = self.value(depth + 1)?;
                         members.push((key, koff, v));
@@ -250,7 +250,7 @@ impl<'a> Scanner<'a> {
     /// A string starting at `pos`, decoded by serde_json.
     fn string(&mut self) -> Result<String, PolicyError> {
         let start = self.pos;
-        self.expect(b'"')?;
+        self.expect(b'"')?; // ok: the parser's own expect(), returns an error
         loop {
             match self.peek() {
                 Some(b'\\') => self.pos += 2,

@@ -70,7 +70,7 @@ impl Splitter {
                 let n = self.preface_left.min(data.len());
                 f(Piece::Preface(&data[..n]));
                 self.preface_left -= n;
-                data = &data[n..];
+                data = &data[n..]; // ok: n <= data.len()
                 continue;
             }
             match self.cur {
@@ -78,7 +78,7 @@ impl Splitter {
                     let n = (9 - self.hdr_len).min(data.len());
                     self.hdr[self.hdr_len..self.hdr_len + n].copy_from_slice(&data[..n]);
                     self.hdr_len += n;
-                    data = &data[n..];
+                    data = &data[n..]; // ok: n <= data.len()
                     if self.hdr_len == 9 {
                         self.hdr_len = 0;
                         let b = self.hdr;
@@ -105,7 +105,7 @@ impl Splitter {
                     self.done += n;
                     let end = self.done == h.len;
                     f(Piece::Payload(h, &data[..n], end));
-                    data = &data[n..];
+                    data = &data[n..]; // ok: n <= data.len()
                     if end {
                         self.cur = None;
                     }

@@ -106,7 +106,7 @@ fn a_stream_through_the_daemon_looks_like_a_direct_one() {
         d.got,
         [ToProxy::StreamtypeCreate {
             pid: 0,
-            initial_tx_credit: 65536,
+            initial_tx_credit: 500_000_000,
             streamtype: "tele".into()
         }]
     );

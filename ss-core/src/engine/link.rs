@@ -70,10 +70,12 @@ impl Engine {
         let Some(name) = self.streams.get(&sid).map(|s| s.st.name.clone()) else {
             return;
         };
-        let credit = i32::try_from(self.config.tx_high_water).unwrap_or(i32::MAX);
+        // The reference client's default estimate of the proxy's credit when
+        // no manual tx credit is in use: effectively unlimited (flow control
+        // then rests on the transport).
         let msg = ToProxy::StreamtypeCreate {
             pid: 0,
-            initial_tx_credit: credit,
+            initial_tx_credit: 500_000_000,
             streamtype: name,
         };
         if let Err(e) = self.link_send(conn, &msg) {

@@ -545,7 +545,7 @@ pub fn run(data: &[u8]) -> Outcome {
         let (code, a, b) = (op[0], *op.get(1).unwrap_or(&0), *op.get(2).unwrap_or(&0));
         let sid = pick(&streams.iter().map(|s| s.0).collect::<Vec<_>>(), a).map(StreamId);
         let cid = pick(&conns.iter().map(|c| c.0).collect::<Vec<_>>(), a).map(ConnId);
-        match code % 32 {
+        match code % 33 {
             0 => {
                 if let Ok(s) = e.create(now, &names[a as usize % names.len()]) {
                     streams.push(s);
@@ -599,7 +599,7 @@ pub fn run(data: &[u8]) -> Outcome {
             // Canned HTTP bytes, one fragment or two in a row.
             20 | 21 => drop(cid.map(|c| {
                 e.handle_data(now, c, FRAGMENTS[b as usize % FRAGMENTS.len()]);
-                if code % 32 == 21 {
+                if code % 33 == 21 {
                     e.handle_data(now, c, FRAGMENTS[(b as usize / 7) % FRAGMENTS.len()]);
                 }
             })),
@@ -659,6 +659,7 @@ pub fn run(data: &[u8]) -> Outcome {
                 e.handle_data(now, c, &rec)
             })),
             30 => drop(sid.map(|s| e.request_tx_len(now, s, (a as u64) << (b % 24)))),
+            31 => drop(sid.map(|s| e.set_rx_paused(now, s, b & 1 == 1))),
             _ => drop(sid.map(|s| e.set_metadata(s, "id", &vec![b'0' + b % 10; a as usize % 5]))),
         }
         while let Some(act) = e.poll_action() {
@@ -673,7 +674,7 @@ pub fn run(data: &[u8]) -> Outcome {
                 Action::Listen { listener, .. } => listeners.push(listener),
                 Action::StopListening { listener } => listeners.retain(|l| *l != listener),
                 Action::Transmit { data, .. } => assert!(!data.is_empty(), "empty transmit"),
-                Action::SetSocketOptions { .. } => {}
+                Action::SetSocketOptions { .. } | Action::PauseReading { .. } => {}
             }
         }
         while let Some(ev) = e.poll_event() {

@@ -283,7 +283,7 @@ impl Pair {
             Action::Connect { .. } | Action::Resolve { .. } => {
                 panic!("the server engine connects out")
             }
-            Action::SetSocketOptions { .. } => {}
+            Action::SetSocketOptions { .. } | Action::PauseReading { .. } => {}
         }
     }
 
@@ -330,7 +330,7 @@ impl Pair {
             Action::Listen { .. } | Action::StopListening { .. } => {
                 panic!("the client engine listens")
             }
-            Action::SetSocketOptions { .. } => {}
+            Action::SetSocketOptions { .. } | Action::PauseReading { .. } => {}
         }
     }
 

@@ -449,6 +449,15 @@ impl Runtime {
                 }
             }
             Action::StopListening { listener } => self.stop_listening(listener),
+            Action::PauseReading { conn, paused } => {
+                // Reads check `wants_read`; readiness is edge-triggered, so
+                // a resumed connection is read without waiting for an event.
+                if !paused {
+                    if let Some(c) = self.conns.get(&conn) {
+                        self.ready.insert(c.token.0);
+                    }
+                }
+            }
             Action::SetSocketOptions {
                 conn,
                 tos,
@@ -654,6 +663,9 @@ impl Runtime {
 
     fn read(&mut self, now: Instant, conn: ConnId, tok: Token) {
         for _ in 0..BURST {
+            if !self.host.engine.wants_read(conn) {
+                return;
+            }
             let Some(c) = self.conns.get_mut(&conn) else {
                 return;
             };

@@ -122,6 +122,8 @@ struct ConnTask {
     tag: u64,
     /// Commands for a connection task (none for a DNS lookup).
     cmds: Option<Sender<Cmd>>,
+    /// Pause (`true`) or resume its reader.
+    pause: Option<Sender<bool>>,
     /// The loop has told the engine this connection is open.
     open: bool,
     task: Task<()>,
@@ -392,6 +394,7 @@ impl Runtime {
                     ConnTask {
                         tag,
                         cmds: None,
+                        pause: None,
                         open: false,
                         task,
                     },
@@ -399,6 +402,11 @@ impl Runtime {
             }
             Action::Connect { conn, addr } => self.spawn_conn(conn, Some(addr), None),
             Action::Transmit { conn, data } => self.send(conn, Cmd::Write(data)),
+            Action::PauseReading { conn, paused } => {
+                if let Some(p) = self.conns.get(&conn).and_then(|c| c.pause.as_ref()) {
+                    let _ = p.try_send(paused);
+                }
+            }
             Action::SetSocketOptions {
                 conn,
                 tos,
@@ -464,6 +472,7 @@ impl Runtime {
         let tag = self.tag();
         let tx = self.tx.clone();
         let (cmd_tx, cmd_rx) = unbounded();
+        let (pause_tx, pause_rx) = unbounded();
         let task = self.ex.spawn(async move {
             let sock = match (sock, addr) {
                 (Some(s), _) => s,
@@ -483,13 +492,14 @@ impl Runtime {
                 },
                 (None, None) => return,
             };
-            run_conn(sock, conn, tag, tx, cmd_rx).await;
+            run_conn(sock, conn, tag, tx, cmd_rx, pause_rx).await;
         });
         self.conns.insert(
             conn,
             ConnTask {
                 tag,
                 cmds: Some(cmd_tx),
+                pause: Some(pause_tx),
                 open,
                 task,
             },
@@ -500,11 +510,30 @@ impl Runtime {
 /// Move bytes for one connection until it closes either way. Once the loop
 /// asks it to close (`Cmd::Close`), it reports nothing more and ends when the
 /// peer closes; the loop drops it at its linger deadline otherwise.
-async fn run_conn(sock: Sock, conn: ConnId, tag: u64, tx: Sender<Report>, cmds: Receiver<Cmd>) {
+async fn run_conn(
+    sock: Sock,
+    conn: ConnId,
+    tag: u64,
+    tx: Sender<Report>,
+    cmds: Receiver<Cmd>,
+    pause: Receiver<bool>,
+) {
     let closing = Cell::new(false);
     let reader = async {
         let mut buf = vec![0u8; READ_CHUNK];
+        let mut paused = false;
         loop {
+            // A pause that arrives during a read applies after it (the
+            // engine holds that read's bytes).
+            while let Ok(p) = pause.try_recv() {
+                paused = p;
+            }
+            while paused {
+                match pause.recv().await {
+                    Ok(p) => paused = p,
+                    Err(_) => return,
+                }
+            }
             match sock.read(&mut buf).await {
                 Ok(0) | Err(_) => {
                     if !closing.get() {

@@ -7,7 +7,7 @@
 
 use crate::io::Io;
 use ss_core::policy::Protocol;
-use ss_core::{ConnId, Engine, EngineConfig, Event, Flags, Policy, StreamId, StreamState};
+use ss_core::{Engine, EngineConfig, Event, Flags, Policy, StreamId, StreamState};
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::time::Instant;
@@ -251,8 +251,8 @@ struct Slot {
     /// empty the stream's connection is not read (back-pressure to the peer
     /// without stalling the loop, which must keep sending for the app).
     backlog: VecDeque<Payload>,
-    /// The connection whose reads are paused for this slot.
-    paused: Option<ConnId>,
+    /// The stream's rx is paused in the engine until the backlog drains.
+    paused: bool,
     states: broadcast::Sender<StreamState>,
     out: VecDeque<Outgoing>,
 }
@@ -293,7 +293,7 @@ async fn run(engine: Engine, mut cmds: mpsc::Receiver<Cmd>) {
                 Some(cmd) => l.command(cmd),
                 None => return,
             },
-            (id, open) = room => l.drain_backlog(id, open),
+            (id, open) = room => l.drain_backlog(Instant::now(), id, open),
             ev = l.io.next(wake) => if let Some(ev) = ev {
                 let now = Instant::now();
                 l.io.handle(&mut l.engine, now, ev);
@@ -325,7 +325,7 @@ impl Loop {
 
     /// Move a stream's backlog into its payload channel as room allows;
     /// reading its connection resumes once the backlog is gone.
-    fn drain_backlog(&mut self, id: StreamId, open: bool) {
+    fn drain_backlog(&mut self, now: Instant, id: StreamId, open: bool) {
         let Some(slot) = self.slots.get_mut(&id) else {
             return;
         };
@@ -343,8 +343,8 @@ impl Loop {
                 Err(mpsc::error::TrySendError::Closed(_)) => slot.backlog.clear(),
             }
         }
-        if let Some(conn) = slot.paused.take() {
-            self.io.pause_reading(conn, false);
+        if std::mem::take(&mut slot.paused) {
+            let _ = self.engine.set_rx_paused(now, id, false);
         }
     }
 
@@ -374,7 +374,6 @@ impl Loop {
                 data,
                 flags,
             } => {
-                let conn = self.engine.conn_of(stream);
                 if let Some(slot) = self.slots.get_mut(&stream) {
                     let full = if slot.backlog.is_empty() {
                         match slot.rx.try_send((data, flags)) {
@@ -385,14 +384,12 @@ impl Loop {
                         Some((data, flags))
                     };
                     if let Some(p) = full {
-                        // The application is behind: keep the payload and stop
-                        // reading this stream's connection until it catches up.
+                        // The application is behind: keep the payload and pause
+                        // the stream's rx until it catches up.
                         slot.backlog.push_back(p);
-                        if slot.paused != conn {
-                            if let Some(c) = conn {
-                                self.io.pause_reading(c, true);
-                                slot.paused = Some(c);
-                            }
+                        if !slot.paused {
+                            slot.paused = true;
+                            let _ = self.engine.set_rx_paused(now, stream, true);
                         }
                     }
                 }
@@ -532,7 +529,7 @@ impl Loop {
             Slot {
                 rx: rx_tx,
                 backlog: VecDeque::new(),
-                paused: None,
+                paused: false,
                 states: states_tx,
                 out: VecDeque::new(),
             },

@@ -13,7 +13,7 @@ use ss_core::{Action, ConnId, Engine, ListenerId};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -61,22 +61,39 @@ enum ConnState {
 }
 
 /// Lets the loop pause one connection's reader (back-pressure from a slow
-/// application to that socket only).
+/// application to that socket only), and keeps the bytes one reader has
+/// queued for the loop bounded ([`MAX_QUEUED_READ`]), so a pause takes
+/// effect within that many bytes.
 #[derive(Default)]
 pub(crate) struct Gate {
     paused: AtomicBool,
+    /// Bytes read and queued for the loop, not yet handed to the engine.
+    queued: AtomicUsize,
     resumed: Notify,
 }
 
+/// Most bytes one connection's reader queues for the loop before waiting.
+const MAX_QUEUED_READ: usize = 4 * READ_CHUNK;
+
 impl Gate {
-    /// Wait while paused.
+    /// Wait while paused or while the loop is behind on this connection.
     async fn pass(&self) {
         loop {
             let resumed = self.resumed.notified();
-            if !self.paused.load(Ordering::Acquire) {
+            if !self.paused.load(Ordering::Acquire)
+                && self.queued.load(Ordering::Acquire) < MAX_QUEUED_READ
+            {
                 return;
             }
             resumed.await;
+        }
+    }
+
+    /// The loop handed `n` queued bytes to the engine.
+    fn consumed(&self, n: usize) {
+        let before = self.queued.fetch_sub(n, Ordering::AcqRel);
+        if before >= MAX_QUEUED_READ && before - n < MAX_QUEUED_READ {
+            self.resumed.notify_waiters();
         }
     }
 }
@@ -177,6 +194,7 @@ impl Io {
                 Err(e) => engine.handle_listen_failed(now, listener, &format!("{bind}: {e}")),
             },
             Action::StopListening { listener } => self.stop_listening(listener),
+            Action::PauseReading { conn, paused } => self.pause_reading(conn, paused),
         }
     }
 
@@ -294,7 +312,8 @@ impl Io {
                 }
             }
             IoEvent::Data(conn, data) => {
-                if matches!(self.conns.get(&conn), Some(ConnState::Open { .. })) {
+                if let Some(ConnState::Open { gate, .. }) = self.conns.get(&conn) {
+                    gate.consumed(data.len());
                     engine.handle_data(now, conn, &data);
                 }
             }
@@ -444,6 +463,7 @@ async fn reader<R: AsyncRead + Unpin>(
                 return;
             }
             Ok(n) => {
+                gate.queued.fetch_add(n, Ordering::AcqRel);
                 if tx
                     .send(IoEvent::Data(conn, buf[..n].to_vec()))
                     .await

@@ -34,7 +34,7 @@ use ss_core::policy::Protocol;
 use ss_core::{Action, ConnId, Engine, Event, Host, ListenerId, Rng, StreamId, StreamState};
 use std::any::Any;
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -494,6 +494,10 @@ pub struct Sim {
     links: BTreeMap<LinkId, Link>,
     conn_link: BTreeMap<(NodeId, ConnId), LinkId>,
     pending: BTreeMap<(NodeId, ConnId), Pending>,
+    /// Connections whose engine paused reading (`Action::PauseReading`).
+    paused: BTreeSet<(NodeId, ConnId)>,
+    /// Segments and FINs for a paused side, in arrival order, replayed on resume.
+    parked: BTreeMap<(LinkId, usize), VecDeque<Ev>>,
     next_link: u64,
     next_port: u16,
     resets: u32,
@@ -519,6 +523,8 @@ impl Sim {
             listeners: BTreeMap::new(),
             links: BTreeMap::new(),
             conn_link: BTreeMap::new(),
+            paused: BTreeSet::new(),
+            parked: BTreeMap::new(),
             pending: BTreeMap::new(),
             next_link: 1,
             next_port: 40_000,
@@ -726,6 +732,45 @@ impl Sim {
 
     // ----- internals ---------------------------------------------------
 
+    /// Keep a segment or FIN for a side that is not being read (or has
+    /// parked ones before it); the reader's socket buffer, in effect.
+    fn park(&mut self, ev: Ev) -> Option<Ev> {
+        let key = match &ev {
+            Ev::Segment { link, to, .. } | Ev::Fin { link, to } => (*link, *to),
+            _ => return Some(ev),
+        };
+        let Some(l) = self.links.get(&key.0) else {
+            return Some(ev);
+        };
+        if !self.paused.contains(&l.ends[key.1]) && !self.parked.contains_key(&key) {
+            return Some(ev);
+        }
+        self.parked.entry(key).or_default().push_back(ev);
+        None
+    }
+
+    /// The engine stopped or resumed reading `conn`: park what arrives, or
+    /// replay what was parked, in order, now.
+    fn pause_reading(&mut self, node: NodeId, conn: ConnId, paused: bool) {
+        if paused {
+            self.paused.insert((node, conn));
+            return;
+        }
+        if !self.paused.remove(&(node, conn)) {
+            return;
+        }
+        let Some(&link) = self.conn_link.get(&(node, conn)) else {
+            return;
+        };
+        let Some(side) = self.links.get(&link).map(|l| l.side_of((node, conn))) else {
+            return;
+        };
+        let at = self.now;
+        for ev in self.parked.remove(&(link, side)).unwrap_or_default() {
+            self.push(at, ev);
+        }
+    }
+
     fn push(&mut self, at: Duration, ev: Ev) {
         self.seq += 1;
         self.queue.insert((at, self.seq), ev);
@@ -824,6 +869,10 @@ impl Sim {
 
     fn process(&mut self, ev: Ev) {
         let now = self.now();
+        let ev = match self.park(ev) {
+            Some(ev) => ev,
+            None => return,
+        };
         match ev {
             Ev::Dns { node, conn, addrs } => {
                 if self.pending.remove(&(node, conn)).is_none() {
@@ -1029,6 +1078,8 @@ impl Sim {
 
     fn reset_link(&mut self, link: LinkId) {
         self.resets += 1;
+        // A reset discards what the receivers had not read.
+        self.parked.retain(|(l, _), _| *l != link);
         if let Some(l) = self.links.get_mut(&link) {
             l.reset = true;
         }
@@ -1290,6 +1341,7 @@ impl Sim {
                 self.push(at, Ev::ConnectArrive { node, conn, addr });
             }
             Action::Transmit { conn, data } => self.transmit(node, conn, data),
+            Action::PauseReading { conn, paused } => self.pause_reading(node, conn, paused),
             Action::Close { conn } => self.close(node, conn),
             Action::Listen { listener, bind } => self.listen(node, listener, bind),
             Action::StopListening { listener } => {
@@ -1446,12 +1498,14 @@ impl Sim {
             return;
         }
         self.pending.remove(&(node, conn));
+        self.paused.remove(&(node, conn));
         let Some(&link) = self.conn_link.get(&(node, conn)) else {
             return;
         };
         let (side, peer_open, last) = {
             let l = &self.links[&link];
             let side = l.side_of((node, conn));
+            self.parked.remove(&(link, side));
             (side, l.open[1 - side], l.last_arrival[1 - side])
         };
         if let Some(l) = self.links.get_mut(&link) {

@@ -69,6 +69,8 @@ struct Stream {
     /// Redirects followed in the current transaction, and where the last one points.
     redirects: u8,
     redirect: Option<http::Redirect>,
+    /// The application paused this stream's rx ([`Engine::set_rx_paused`]).
+    rx_paused: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -132,6 +134,12 @@ struct Conn {
     ready: bool,
     /// When the peer last sent anything (validity checks).
     last_rx: Option<Instant>,
+    /// The adapter was told to stop reading (a stream on it has rx paused).
+    rx_paused: bool,
+    /// Bytes that arrived while paused, fed to the protocol on resume.
+    held: Vec<u8>,
+    /// The peer closed while paused: reported after `held` on resume.
+    held_eof: bool,
     /// A SOCKS5 handshake to run once connected (the socket goes to the proxy).
     socks: Option<proto::socks5::Socks5Client>,
 }
@@ -147,6 +155,11 @@ pub struct Engine {
     conns: BTreeMap<ConnId, Conn>,
     listeners: BTreeMap<ListenerId, StreamId>,
     tx_pending: BTreeSet<StreamId>,
+    /// Streams with a `Writable` event not yet taken: requests meanwhile
+    /// wait for it to be taken (one `Writable` per request, however many).
+    writable_queued: BTreeSet<StreamId>,
+    /// Streams with rx paused (so the data path checks only when some are).
+    rx_paused: usize,
     timers: Timers,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
@@ -191,6 +204,8 @@ impl Engine {
             conns: BTreeMap::new(),
             listeners: BTreeMap::new(),
             tx_pending: BTreeSet::new(),
+            writable_queued: BTreeSet::new(),
+            rx_paused: 0,
             timers: Timers::default(),
             actions: VecDeque::new(),
             events: VecDeque::new(),
@@ -281,7 +296,14 @@ impl Engine {
 
     /// The next thing the application should know.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let ev = self.events.pop_front()?;
+        if let Event::Writable { stream, .. } = ev {
+            self.writable_queued.remove(&stream);
+            if self.tx_pending.contains(&stream) {
+                self.service_tx();
+            }
+        }
+        Some(ev)
     }
 
     /// When `handle_timeout` should next be called.
@@ -351,7 +373,10 @@ impl Engine {
         if matches!(role, Role::Server { .. }) {
             return Ok(());
         }
-        self.tx_pending.insert(id);
+        // A `Writable` already queued answers this request too.
+        if !self.writable_queued.contains(&id) {
+            self.tx_pending.insert(id);
+        }
         if role == Role::Client && seq == Seq::Idle {
             self.poll_and_connect(now, id);
         }
@@ -448,6 +473,10 @@ impl Engine {
     // `now` is part of every input's signature so protocols can act on it later.
     #[allow(clippy::only_used_in_recursion)]
     pub fn destroy(&mut self, now: Instant, id: StreamId) -> Result<(), Error> {
+        if self.streams.get(&id).is_some_and(|s| s.rx_paused) {
+            // Neighbours on a shared connection read again.
+            self.set_rx_paused(now, id, false)?;
+        }
         if let Some(conn) = self.streams.get(&id).and_then(|s| s.conn) {
             if self.h2_unwait(conn, id) {
                 if let Some(s) = self.streams.get_mut(&id) {
@@ -489,6 +518,7 @@ impl Engine {
         self.events.retain(|e| {
             !(matches!(e, Event::Rx { .. } | Event::Writable { .. }) && e.stream() == id)
         });
+        self.writable_queued.remove(&id);
         self.events.push_back(Event::State {
             stream: id,
             state: StreamState::Destroying,
@@ -597,6 +627,103 @@ impl Engine {
     /// to apply back-pressure to one connection's reads).
     pub fn conn_of(&self, id: StreamId) -> Option<ConnId> {
         self.streams.get(&id).and_then(|s| s.conn)
+    }
+
+    /// Pause (or resume) the stream's rx: no more `Rx` events for it until
+    /// resumed. Why: an application (or the proxy daemon) that cannot keep up
+    /// pushes back on the peer instead of buffering without bound. The
+    /// connection's reading stops ([`Action::PauseReading`]), so transport
+    /// flow control slows the sender; bytes the adapter already read are
+    /// held and delivered, in order, on resume. On a shared connection
+    /// (HTTP/2, MQTT) the whole connection pauses while any stream on it is
+    /// paused. The pause outlives reconnections until resumed.
+    pub fn set_rx_paused(&mut self, now: Instant, id: StreamId, paused: bool) -> Result<(), Error> {
+        let s = self.stream_mut(id)?;
+        if s.rx_paused == paused {
+            return Ok(());
+        }
+        s.rx_paused = paused;
+        let conn = s.conn;
+        if paused {
+            self.rx_paused += 1;
+        } else {
+            self.rx_paused = self.rx_paused.saturating_sub(1);
+        }
+        if let Some(conn) = conn {
+            self.refresh_rx_pause(now, conn);
+        }
+        Ok(())
+    }
+
+    /// Whether the stream's rx is paused.
+    pub fn is_rx_paused(&self, id: StreamId) -> bool {
+        self.streams.get(&id).is_some_and(|s| s.rx_paused)
+    }
+
+    /// Whether the adapter should read `conn` now (`false` after
+    /// [`Action::PauseReading`] until it is resumed). Adapters that read in
+    /// bursts check it before each read.
+    pub fn wants_read(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_some_and(|c| !c.rx_paused)
+    }
+
+    /// Tell the adapter to stop or resume reading `conn` as its streams'
+    /// pauses require; on resume, feed what was held.
+    fn refresh_rx_pause(&mut self, now: Instant, conn: ConnId) {
+        let want = self.rx_paused > 0
+            && self
+                .conn_streams(conn)
+                .iter()
+                .any(|sid| self.streams.get(sid).is_some_and(|s| s.rx_paused));
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.rx_paused == want {
+            return;
+        }
+        c.rx_paused = want;
+        self.actions
+            .push_back(Action::PauseReading { conn, paused: want });
+        if want {
+            return;
+        }
+        let held = std::mem::take(&mut c.held);
+        let eof = std::mem::take(&mut c.held_eof);
+        if !held.is_empty() {
+            self.handle_data(now, conn, &held);
+        }
+        if eof && self.conns.contains_key(&conn) {
+            self.handle_closed(now, conn);
+        }
+    }
+
+    /// Hold input (or EOF) for a paused connection; `true` if it was held.
+    fn hold_rx(&mut self, now: Instant, conn: ConnId, data: &[u8], eof: bool) -> bool {
+        if self.rx_paused == 0 {
+            return false;
+        }
+        if !self.conns.get(&conn).is_some_and(|c| c.rx_paused) {
+            // A paused stream may have moved onto this connection since.
+            self.refresh_rx_pause(now, conn);
+        }
+        let max = self.config.max_held_rx;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return false;
+        };
+        if !c.rx_paused {
+            return false;
+        }
+        if eof {
+            c.held_eof = true;
+            return true;
+        }
+        if c.held.len().saturating_add(data.len()) > max {
+            let reason = format!("rx paused but the adapter kept reading (> {max} bytes)");
+            self.attempt_fail(now, conn, reason);
+            return true;
+        }
+        c.held.extend_from_slice(data);
+        true
     }
 
     /// The length announced with `request_tx_len`, if any.
@@ -746,6 +873,12 @@ impl Engine {
         if c.phase != Phase::Open {
             return;
         }
+        if self.hold_rx(now, conn, data, false) {
+            return;
+        }
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         if c.socks.is_some() {
             return self.socks_input(now, conn, data);
         }
@@ -794,6 +927,9 @@ impl Engine {
 
     /// `conn` was closed by the peer or failed (reset, EOF).
     pub fn handle_closed(&mut self, now: Instant, conn: ConnId) {
+        if self.hold_rx(now, conn, &[], true) {
+            return;
+        }
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -939,7 +1075,11 @@ impl Engine {
                     }
                 }
                 Timer::HttpSilence(conn) => {
-                    if self.conns.get(&conn).is_some_and(|c| c.stream.is_some()) {
+                    if self.conns.get(&conn).is_some_and(|c| c.rx_paused) {
+                        // We stopped reading: the server is not silent.
+                        let t = now + self.config.http_silence_timeout;
+                        self.timers.set(Timer::HttpSilence(conn), t);
+                    } else if self.conns.get(&conn).is_some_and(|c| c.stream.is_some()) {
                         let secs = self.config.http_silence_timeout.as_secs_f32();
                         let reason = format!("http: no answer from the server in {secs} s");
                         self.attempt_fail(now, conn, reason);
@@ -999,6 +1139,7 @@ impl Engine {
                 connected_reported: false,
                 redirects: 0,
                 redirect: None,
+                rx_paused: false,
             },
         );
     }
@@ -1040,7 +1181,10 @@ impl Engine {
 
     /// The retry path of `lws_ss_request_tx`: POLL (once), then connect.
     fn poll_and_connect(&mut self, now: Instant, id: StreamId) {
-        if self.state(id) != Some(StreamState::Poll) {
+        let prev = self.state(id);
+        // POLL cannot follow every state (e.g. AUTH_FAILED in the
+        // reference's table): then straight to CONNECTING.
+        if prev != Some(StreamState::Poll) && StreamState::Poll.is_legal_after(prev) {
             self.emit_state(id, StreamState::Poll, 0);
         }
         self.start_connect(now, id, false);
@@ -1229,7 +1373,14 @@ impl Engine {
         let Some((ping, hup)) = self.validity(conn) else {
             return;
         };
-        let Some(last) = self.conns.get(&conn).and_then(|c| c.last_rx) else {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        if c.rx_paused {
+            // We stopped reading, so silence proves nothing.
+            return self.arm_validity(now, conn);
+        }
+        let Some(last) = c.last_rx else {
             return;
         };
         let idle = now.saturating_duration_since(last);
@@ -1360,6 +1511,8 @@ impl Engine {
         list.push(conn);
         self.timers
             .set(Timer::PoolIdle(conn), now + self.config.keepalive_idle);
+        // An idle connection is read again (to notice the server closing it).
+        self.refresh_rx_pause(now, conn);
     }
 
     /// The transport under `conn` is up: start the protocol on it.
@@ -1747,7 +1900,10 @@ impl Engine {
                 self.tx_pending.remove(&id);
                 continue;
             };
-            if s.seq != Seq::Connected || (mqtt::is_mqtt(&s.st) && !s.connected_reported) {
+            if s.seq != Seq::Connected
+                || (mqtt::is_mqtt(&s.st) && !s.connected_reported)
+                || self.writable_queued.contains(&id)
+            {
                 continue;
             }
             let room = s.conn.and_then(|c| self.conns.get(&c)).is_some_and(|c| {
@@ -1763,6 +1919,7 @@ impl Engine {
             });
             if room {
                 self.tx_pending.remove(&id);
+                self.writable_queued.insert(id);
                 self.events.push_back(Event::Writable {
                     stream: id,
                     budget: self.config.tx_budget,
@@ -1791,6 +1948,9 @@ impl Conn {
             want_tls: false,
             ready: false,
             last_rx: None,
+            rx_paused: false,
+            held: Vec::new(),
+            held_eof: false,
             socks: None,
         }
     }

@@ -102,6 +102,18 @@ pub enum Action {
         /// Listener to close.
         listener: ListenerId,
     },
+    /// Stop (`paused`) or resume reading `conn`, because a stream on it has
+    /// its rx paused ([`Engine::set_rx_paused`](crate::engine::Engine::set_rx_paused)).
+    /// Unread bytes stay in the socket so transport flow control pushes back
+    /// on the peer. Bytes read after the pause are still accepted (and held
+    /// by the engine), so an adapter may finish a read already under way;
+    /// after a resume it must read again even without a new readiness event.
+    PauseReading {
+        /// Connection concerned.
+        conn: ConnId,
+        /// `true` to stop reading, `false` to resume.
+        paused: bool,
+    },
     /// Apply IP ToS bits and socket priority from the streamtype's `attr_*`.
     SetSocketOptions {
         /// Connection to configure.
@@ -206,6 +218,10 @@ pub struct EngineConfig {
     pub max_write: usize,
     /// Most streams alive at once (client, server and accepted together).
     pub max_streams: usize,
+    /// Bytes the engine holds for a connection whose reading is paused
+    /// ([`Action::PauseReading`]): what the adapter had already read. An
+    /// adapter that keeps reading beyond it fails the connection.
+    pub max_held_rx: usize,
     /// Largest metadata value.
     pub max_metadata_len: usize,
     /// How long an idle kept-alive HTTP/1.1 connection waits for reuse.
@@ -248,6 +264,7 @@ impl Default for EngineConfig {
             tx_budget: 16 * 1024,
             max_write: 1024 * 1024,
             max_streams: 65_536,
+            max_held_rx: 2 << 20,
             max_metadata_len: 4096,
             keepalive_idle: Duration::from_secs(5),
             max_idle_per_target: 4,

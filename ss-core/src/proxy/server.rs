@@ -128,6 +128,15 @@ struct Link {
     tx_bytes: usize,
     /// The streamtype's `proxy_buflen`.
     buflen: usize,
+    /// Bytes queued for the client above which the onward stream's rx is
+    /// paused, and below which it resumes (`proxy_buflen_rxflow_on_above` /
+    /// `_off_below`).
+    rxflow_on_above: usize,
+    rxflow_off_below: usize,
+    /// The onward stream's rx is paused (the client reads too slowly).
+    onward_paused: bool,
+    /// The link's rx is paused (the onward peer takes payload too slowly).
+    link_paused: bool,
     /// Metadata values the client already knows, by declaration index.
     known_md: Vec<Option<Vec<u8>>>,
     /// Declared metadata names of the streamtype.
@@ -298,6 +307,10 @@ impl ProxyServer {
                         tx: VecDeque::new(),
                         tx_bytes: 0,
                         buflen: DEFAULT_BUFLEN as usize,
+                        rxflow_on_above: DEFAULT_BUFLEN as usize / 2,
+                        rxflow_off_below: DEFAULT_BUFLEN as usize / 4,
+                        onward_paused: false,
+                        link_paused: false,
                         known_md: Vec::new(),
                         md_names: Vec::new(),
                     },
@@ -452,6 +465,9 @@ impl ProxyServer {
         };
         l.onward = Some(onward);
         l.buflen = st.proxy_buflen.unwrap_or(DEFAULT_BUFLEN) as usize;
+        let (on, off) = rxflow_thresholds(&st, l.buflen);
+        l.rxflow_on_above = on;
+        l.rxflow_off_below = off;
         l.md_names = st.metadata.iter().map(|m| m.name.clone()).collect();
         l.known_md = vec![None; l.md_names.len()];
         self.onward.insert(onward, link);
@@ -480,17 +496,24 @@ impl ProxyServer {
         let Some(l) = self.links.get_mut(&link) else {
             return Ok(());
         };
-        // One frame is always accepted into an empty queue, so a buflen below
-        // the frame size cannot wedge a well-behaved client.
-        if l.tx_bytes > 0 && l.tx_bytes.saturating_add(p.data.len()) > l.buflen {
+        // Beyond proxy_buflen the link is not read (below), so only what was
+        // already read can arrive: more than that is a broken bound.
+        let hard = hard_cap(engine, l.buflen);
+        if l.tx_bytes.saturating_add(p.data.len()) > hard {
             return Err(format!(
-                "client payload beyond proxy_buflen ({} bytes queued, {} more)",
+                "client payload beyond its bound ({} bytes queued, {} more, bound {hard})",
                 l.tx_bytes,
                 p.data.len()
             ));
         }
         l.tx_bytes = l.tx_bytes.saturating_add(p.data.len());
         l.tx.push_back((p.data, p.flags));
+        if !l.link_paused && l.tx_bytes > l.buflen {
+            // The onward peer is slower than the client: stop reading the
+            // link, so the client's writes block instead of piling up here.
+            l.link_paused = true;
+            let _ = engine.set_rx_paused(now, link, true);
+        }
         if let Err(e) = engine.request_tx(now, onward) {
             self.push_log(ProxyLog::Note {
                 link,
@@ -511,11 +534,9 @@ impl ProxyServer {
         let Some(l) = self.links.get_mut(&link) else {
             return Ok(());
         };
-        // Control frames may exceed proxy_buflen by one frame; payload is
-        // checked against proxy_buflen before it is queued.
-        let cap = l
-            .buflen
-            .saturating_add(wire::FRAME_HEADER_LEN + MAX_FRAME_BODY);
+        // Payload beyond the rxflow threshold pauses the onward stream, so
+        // only what it had already decoded can follow.
+        let cap = hard_cap(engine, l.buflen);
         let before = l.out.len();
         msg.encode(&mut l.out)
             .map_err(|e| format!("cannot encode for the client: {e}"))?;
@@ -537,6 +558,12 @@ impl ProxyServer {
         }
         let chunk: Vec<u8> = l.out.drain(..n).collect();
         let more = !l.out.is_empty();
+        if l.onward_paused && l.out.len() <= l.rxflow_off_below {
+            l.onward_paused = false;
+            if let Some(o) = l.onward {
+                let _ = engine.set_rx_paused(now, o, false);
+            }
+        }
         if engine.write(now, link, &chunk, Flags::NONE).is_ok() && more {
             let _ = engine.request_tx(now, link);
         }
@@ -700,15 +727,8 @@ impl ProxyServer {
         data: &[u8],
         flags: Flags,
     ) -> Result<(), String> {
-        let Some(l) = self.links.get(&link) else {
+        if !self.links.contains_key(&link) {
             return Ok(());
-        };
-        if l.out.len().saturating_add(data.len()) > l.buflen.max(data.len()) {
-            return Err(format!(
-                "client does not read: {} bytes queued for it, proxy_buflen {}",
-                l.out.len(),
-                l.buflen
-            ));
         }
         let max = self
             .config
@@ -734,6 +754,16 @@ impl ProxyServer {
             f &= !Flags::RIDESHARE.0;
             let msg = ToClient::RxPayload(Payload::new(piece.to_vec(), Flags(f)));
             self.send(engine, now, link, &msg)?;
+        }
+        if let Some(l) = self.links.get_mut(&link) {
+            if !l.onward_paused && l.out.len() > l.rxflow_on_above {
+                // The client reads slower than the onward peer sends: stop
+                // reading the onward connection until the link drains.
+                l.onward_paused = true;
+                if let Some(o) = l.onward {
+                    let _ = engine.set_rx_paused(now, o, true);
+                }
+            }
         }
         Ok(())
     }
@@ -762,6 +792,10 @@ impl ProxyServer {
         };
         l.tx_bytes = l.tx_bytes.saturating_sub(data.len());
         let more = !l.tx.is_empty();
+        if l.link_paused && l.tx_bytes <= l.buflen / 2 {
+            l.link_paused = false;
+            let _ = engine.set_rx_paused(now, link, false);
+        }
         let flags = Flags(flags.0 & !Flags::RIDESHARE.0);
         if let Err(e) = engine.write(now, onward, &data, flags) {
             self.push_log(ProxyLog::Note {
@@ -773,4 +807,27 @@ impl ProxyServer {
             let _ = engine.request_tx(now, onward);
         }
     }
+}
+
+/// The `proxy_buflen_rxflow_on_above` / `_off_below` pair for a streamtype,
+/// defaulting to half and a quarter of `buflen`, and kept ordered.
+fn rxflow_thresholds(st: &StreamType, buflen: usize) -> (usize, usize) {
+    let on = st
+        .proxy_buflen_rxflow_on_above
+        .map_or(buflen / 2, |v| v as usize)
+        .min(buflen);
+    let off = st
+        .proxy_buflen_rxflow_off_below
+        .map_or(on / 2, |v| v as usize)
+        .min(on);
+    (on, off)
+}
+
+/// Most bytes a link may queue either way: its `proxy_buflen`, one frame,
+/// and what the engine may deliver from input read before a pause took
+/// effect. Flow control keeps a well-behaved path far below it.
+fn hard_cap(engine: &Engine, buflen: usize) -> usize {
+    buflen
+        .saturating_add(wire::FRAME_HEADER_LEN + MAX_FRAME_BODY)
+        .saturating_add(engine.config().max_held_rx)
 }

@@ -1207,6 +1207,124 @@ pub fn h2_nghttpd<D: Driver>() {
     assert_eq!(ids.len(), 1, "[{}] {ids:?}", D::NAME);
 }
 
+/// An accepted connection that sends [`SOURCE_LEN`] patterned bytes as fast
+/// as the client takes them, counting what it handed to the engine.
+struct Source {
+    sent: Rc<RefCell<usize>>,
+}
+
+/// How much [`Source`] sends: far more than loopback socket buffers hold.
+const SOURCE_LEN: usize = 48 << 20;
+
+impl Handler for Source {
+    fn state(&mut self, ctx: &mut StreamCtx<'_>, state: StreamState, _ack: u32) -> SsRet {
+        if state == StreamState::Connected {
+            let _ = ctx.request_tx();
+        }
+        SsRet::Ok
+    }
+
+    fn tx(
+        &mut self,
+        ctx: &mut StreamCtx<'_>,
+        buf: &mut Vec<u8>,
+        budget: usize,
+        _flags: &mut Flags,
+    ) -> SsRet {
+        let mut sent = self.sent.borrow_mut();
+        let n = budget.min(SOURCE_LEN - *sent);
+        buf.extend((*sent..*sent + n).map(|i| (i % 251) as u8));
+        *sent += n;
+        if *sent < SOURCE_LEN {
+            let _ = ctx.request_tx();
+        }
+        SsRet::Ok
+    }
+}
+
+/// `Engine::set_rx_paused` through a real adapter: while the client's rx is
+/// paused no payload reaches it and the adapter stops reading the socket, so
+/// the sender is held back by TCP (it cannot get 48 MiB out) and the engine
+/// never holds more than `max_held_rx` (it would fail the connection); on
+/// resume every byte arrives, in order.
+pub fn rx_pause_holds_back_a_fast_sender<D: Driver>() {
+    let mut d: D = driver(policy("127.0.0.1", 0, false, retry(vec![100], 3)));
+    let sent = Rc::new(RefCell::new(0usize));
+    let now = d.now();
+    let counter = sent.clone();
+    let server = d
+        .host()
+        .create_server(
+            now,
+            "server",
+            Box::new(Listener),
+            Box::new(move |_| {
+                Box::new(Source {
+                    sent: counter.clone(),
+                })
+            }),
+        )
+        .expect("create server stream");
+    assert!(d.run_until(WAIT, &mut |h| h.listening(server).is_some()));
+    let addr = match d.host().listening(server) {
+        Some(Ok(a)) => a.to_string(),
+        other => panic!("[{}] server could not listen: {other:?}", D::NAME),
+    };
+    set_client_port(&mut d, port_of(&addr));
+    let (client, seen) = create_client(&mut d, b"");
+    let now = d.now();
+    d.host().engine.client_connect(now, client).unwrap();
+    let s = seen.clone();
+    assert!(
+        d.run_until(WAIT, &mut |_| s.borrow().rx.len() >= 256 * 1024),
+        "[{}] no payload before the pause",
+        D::NAME
+    );
+    let now = d.now();
+    d.host().engine.set_rx_paused(now, client, true).unwrap();
+    let at_pause = seen.borrow().rx.len();
+    // Let the sender run into the socket buffers for a while.
+    for _ in 0..5 {
+        d.run_until(Duration::from_millis(100), &mut |_| false);
+    }
+    let during = seen.borrow().rx.len();
+    let sent_during = *sent.borrow();
+    assert_eq!(during, at_pause, "[{}] payload while paused", D::NAME);
+    assert!(
+        sent_during < SOURCE_LEN,
+        "[{}] the sender got all {SOURCE_LEN} bytes out while the reader was paused",
+        D::NAME
+    );
+    let now = d.now();
+    d.host().engine.set_rx_paused(now, client, false).unwrap();
+    let s = seen.clone();
+    let ok = d.run_until(Duration::from_secs(30), &mut |_| {
+        s.borrow().rx.len() >= SOURCE_LEN
+    });
+    let got = seen.borrow();
+    assert!(
+        ok,
+        "[{}] only {} of {SOURCE_LEN} bytes after resume; states {:?}",
+        D::NAME,
+        got.rx.len(),
+        got.states
+    );
+    assert!(
+        got.rx
+            .iter()
+            .enumerate()
+            .all(|(i, b)| *b == (i % 251) as u8),
+        "[{}] payload out of order or corrupted",
+        D::NAME
+    );
+    assert_eq!(
+        got.states.last(),
+        Some(&StreamState::Connected),
+        "[{}] the connection survived the pause",
+        D::NAME
+    );
+}
+
 /// Instantiate the suite for one adapter: `adapter_suite!(tokio, TokioDriver);`.
 macro_rules! adapter_suite {
     ($m:ident, $d:ty) => {
@@ -1242,6 +1360,10 @@ macro_rules! adapter_suite {
             #[test]
             fn mqtt_pubsub() {
                 super::adapter_suite::mqtt_pubsub::<$d>()
+            }
+            #[test]
+            fn rx_pause_holds_back_a_fast_sender() {
+                super::adapter_suite::rx_pause_holds_back_a_fast_sender::<$d>()
             }
             #[test]
             fn h2_nghttpd() {

@@ -25,6 +25,28 @@ const POLICY: &str = r#"{
     {"post": {"endpoint": "127.0.0.1", "port": 443, "protocol": "h2", "tls": true,
               "http_url": "/${f}", "http_method": "POST",
               "retry": "r", "metadata": [{"f": ""}]}},
+    {"form": {"endpoint": "127.0.0.1", "port": 443, "protocol": "h2", "tls": true,
+              "http_url": "/${f}", "http_method": "POST", "http_multipart_name": "file",
+              "http_multipart_filename": "a.txt", "http_multipart_content_type": "text/plain",
+              "retry": "r", "metadata": [{"f": ""}]}},
+    {"up": {"endpoint": "127.0.0.1", "port": 443, "protocol": "h2", "tls": true,
+            "http_url": "/${f}", "http_method": "POST", "http_multipart_name": "meta",
+            "http_multipart_content_type": "application/json", "rideshare": "up_img",
+            "allow_redirects": true, "retry": "r", "metadata": [{"f": ""}]}},
+    {"up_img": {"endpoint": "127.0.0.1", "port": 443, "protocol": "h2", "tls": true,
+                "http_multipart_name": "image", "http_multipart_filename": "pic.jpg",
+                "http_multipart_content_type": "image/jpeg", "rideshare": "up_log"}},
+    {"up_log": {"endpoint": "127.0.0.1", "port": 443, "protocol": "h2", "tls": true,
+                "http_multipart_name": "log", "http_multipart_filename": "log.txt"}},
+    {"mpin": {"endpoint": "127.0.0.1", "port": 443, "protocol": "h2", "tls": true,
+              "http_url": "/${f}", "http_multipart_ss_in": true, "retry": "r",
+              "metadata": [{"f": ""}]}},
+    {"follow": {"endpoint": "127.0.0.1", "port": 443, "protocol": "h2", "tls": true,
+                "http_url": "/${f}", "allow_redirects": true, "retry": "r",
+                "metadata": [{"f": ""}]}},
+    {"follow_post": {"endpoint": "127.0.0.1", "port": 443, "protocol": "h2", "tls": true,
+                     "http_url": "/${f}", "http_method": "POST", "allow_redirects": true,
+                     "retry": "r", "metadata": [{"f": ""}]}},
     {"srv": {"server": true, "endpoint": "127.0.0.1", "port": 0, "protocol": "raw",
              "tls": true}}
   ]
@@ -71,6 +93,9 @@ fn policy() -> Policy {
     p
 }
 
+/// A canned answer: status, headers, body.
+type Answer = (u16, Vec<(String, String)>, Vec<u8>);
+
 /// One server connection: TLS around an HTTP/2 server machine.
 struct SrvConn {
     tls: TlsSession,
@@ -85,7 +110,9 @@ struct Req {
     key: StreamKey,
     /// Its HTTP/2 stream id (client streams are odd, in arrival order).
     stream_id: u32,
+    method: String,
     path: String,
+    headers: Vec<(String, String)>,
     body: Vec<u8>,
     /// The whole request (body included) has arrived.
     complete: bool,
@@ -109,6 +136,15 @@ struct Net {
     auto: bool,
     /// The most requests ever open at once on one connection.
     max_open: usize,
+    /// Canned answers by path (status, headers, body), instead of the echo.
+    routes: BTreeMap<String, Answer>,
+    /// Send answer bodies in DATA pieces of at most this many bytes.
+    piece: usize,
+    /// Streams that upload a rideshare body: each part's payload by the
+    /// streamtype `Engine::rideshare` names when the stream is writable.
+    parts: BTreeMap<StreamId, Vec<(String, Vec<u8>)>>,
+    /// What `Engine::rideshare` said at each of those `Writable`s.
+    ride_seen: Vec<String>,
 }
 
 impl Net {
@@ -133,6 +169,10 @@ impl Net {
             bodies: BTreeMap::new(),
             auto: true,
             max_open: 0,
+            routes: BTreeMap::new(),
+            piece: usize::MAX,
+            parts: BTreeMap::new(),
+            ride_seen: vec![],
         }
     }
 
@@ -197,6 +237,18 @@ impl Net {
                         self.e
                             .write(self.now, *stream, &b, Flags::SOM | Flags::EOM)
                             .unwrap();
+                    } else if let Some(parts) = self.parts.get(stream) {
+                        let cur = self.e.rideshare(*stream).unwrap().to_string();
+                        let (_, b) = parts
+                            .iter()
+                            .find(|(n, _)| *n == cur)
+                            .unwrap_or_else(|| panic!("no part for {cur}"))
+                            .clone();
+                        self.ride_seen.push(cur);
+                        // Each part in two writes, SOM then EOM.
+                        let (a, z) = b.split_at(b.len() / 2);
+                        self.e.write(self.now, *stream, a, Flags::SOM).unwrap();
+                        self.e.write(self.now, *stream, z, Flags::EOM).unwrap();
                     }
                 }
                 self.events.push(ev);
@@ -243,7 +295,9 @@ impl Net {
                 match ev {
                     H2Event::Request {
                         key,
+                        method,
                         path,
+                        headers,
                         end_stream,
                         ..
                     } => {
@@ -252,7 +306,9 @@ impl Net {
                             conn,
                             key,
                             stream_id: 2 * n + 1,
+                            method,
                             path,
+                            headers,
                             body: vec![],
                             complete: end_stream,
                             answered: false,
@@ -313,18 +369,28 @@ impl Net {
         true
     }
 
-    /// Answer request `i` with 200 and `resp:` + path + body.
+    /// Answer request `i` from `routes`, else with 200 and `resp:` + path + body.
     fn answer(&mut self, i: usize) {
         let r = &mut self.reqs[i];
         r.answered = true;
-        let mut body = format!("resp:{}:", r.path).into_bytes();
-        body.extend_from_slice(&r.body);
+        let (status, headers, body) = match self.routes.get(&r.path) {
+            Some(a) => (a.0, a.1.clone(), a.2.clone()),
+            None => {
+                let mut body = format!("resp:{}:", r.path).into_bytes();
+                body.extend_from_slice(&r.body);
+                (200, vec![], body)
+            }
+        };
         let c = self.conns.get_mut(&r.conn).unwrap();
-        c.h2.respond(r.key, 200, &[], false).unwrap();
+        c.h2.respond(r.key, status, &headers, body.is_empty())
+            .unwrap();
         let mut off = 0;
         // Bodies here are small: all of it fits the machine's buffer.
         while off < body.len() {
-            let n = c.h2.send_data(r.key, &body[off..], true).unwrap();
+            let end = body.len().min(off.saturating_add(self.piece));
+            let n =
+                c.h2.send_data(r.key, &body[off..end], end == body.len())
+                    .unwrap();
             assert!(n > 0, "server send_data took nothing");
             off += n;
         }
@@ -638,4 +704,79 @@ fn streams_started_together_share_one_connection() {
         assert_eq!(n.states(*id), OK);
     }
     assert_eq!(n.opened.len(), 1, "connections for 3 streams from cold");
+}
+
+/// The boundary of a `multipart/form-data` request's `content-type`.
+fn req_boundary(r: &Req) -> String {
+    let ct = r
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no content-type: {:?}", r.headers));
+    ct.strip_prefix("multipart/form-data; boundary=")
+        .unwrap_or_else(|| panic!("not multipart: {ct}"))
+        .trim_matches('"')
+        .to_string()
+}
+
+fn has_header(r: &Req, name: &str) -> bool {
+    r.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name))
+}
+
+#[test]
+fn multipart_name_wraps_an_h2_request_body_as_one_part() {
+    let mut n = Net::new(H2Config::default());
+    let id = n.e.create(n.now, "form").unwrap();
+    n.e.set_metadata(id, "f", b"form").unwrap();
+    n.bodies.insert(id, b"hello, form".to_vec());
+    n.e.request_tx_len(n.now, id, 11).unwrap();
+    n.pump();
+    assert_eq!(n.reqs.len(), 1);
+    let r = n.reqs[0].clone();
+    assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/form"));
+    let b = req_boundary(&r);
+    assert!(!has_header(&r, "content-length"), "{:?}", r.headers);
+    let want = format!(
+        "--{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n\
+         Content-Type: text/plain\r\n\r\nhello, form\r\n--{b}--\r\n"
+    );
+    assert_eq!(String::from_utf8(r.body).unwrap(), want);
+    n.assert_got(id, format!("resp:/form:{want}").as_bytes());
+    assert_eq!(n.states(id), OK);
+}
+
+#[test]
+fn rideshare_parts_of_three_streamtypes_share_one_h2_request_body() {
+    let mut n = Net::new(H2Config::default());
+    let id = n.e.create(n.now, "up").unwrap();
+    n.e.set_metadata(id, "f", b"up").unwrap();
+    assert_eq!(n.e.rideshare(id), Some("up"));
+    n.parts.insert(
+        id,
+        vec![
+            ("up".into(), b"{\"k\":1}".to_vec()),
+            ("up_img".into(), b"JPEGDATA".to_vec()),
+            ("up_log".into(), b"log line\n".to_vec()),
+        ],
+    );
+    n.e.request_tx(n.now, id).unwrap();
+    n.pump();
+    assert_eq!(n.ride_seen, ["up", "up_img", "up_log"]);
+    assert_eq!(n.reqs.len(), 1);
+    let r = n.reqs[0].clone();
+    assert!(r.complete);
+    let b = req_boundary(&r);
+    let want = format!(
+        "--{b}\r\nContent-Disposition: form-data; name=\"meta\"\r\n\
+         Content-Type: application/json\r\n\r\n{{\"k\":1}}\r\n\
+         --{b}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"pic.jpg\"\r\n\
+         Content-Type: image/jpeg\r\n\r\nJPEGDATA\r\n\
+         --{b}\r\nContent-Disposition: form-data; name=\"log\"; filename=\"log.txt\"\r\n\
+         \r\nlog line\n\r\n--{b}--\r\n"
+    );
+    assert_eq!(String::from_utf8(r.body).unwrap(), want);
+    n.assert_got(id, format!("resp:/up:{want}").as_bytes());
+    assert_eq!(n.states(id), OK);
+    assert_eq!(n.e.rideshare(id), Some("up"));
 }

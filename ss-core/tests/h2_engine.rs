@@ -780,3 +780,188 @@ fn rideshare_parts_of_three_streamtypes_share_one_h2_request_body() {
     assert_eq!(n.states(id), OK);
     assert_eq!(n.e.rideshare(id), Some("up"));
 }
+
+#[test]
+fn multipart_responses_are_split_into_parts_over_h2() {
+    let mut n = Net::new(H2Config::default());
+    let body = "preamble\r\n--XX\r\nContent-Type: text/plain\r\n\r\none\r\n\
+                --XX\r\nX-Part: 2\r\n\r\ntwo, longer\r\n--XX--\r\nepilogue";
+    n.routes.insert(
+        "/parts".into(),
+        (
+            200,
+            vec![("content-type".into(), "multipart/mixed; boundary=XX".into())],
+            body.as_bytes().to_vec(),
+        ),
+    );
+    // Small DATA frames, so delimiters straddle them.
+    n.piece = 5;
+    let id = n.e.create(n.now, "mpin").unwrap();
+    n.e.set_metadata(id, "f", b"parts").unwrap();
+    n.e.request_tx(n.now, id).unwrap();
+    n.pump();
+    assert_eq!(n.states(id), OK);
+    let rx: Vec<(Vec<u8>, Flags)> = n
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Rx {
+                stream,
+                data,
+                flags,
+            } if *stream == id => Some((data.clone(), *flags)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rx.first().unwrap(), &(vec![], Flags::RELATED_START));
+    assert_eq!(rx.last().unwrap(), &(vec![], Flags::RELATED_END));
+    let mut parts: Vec<Vec<u8>> = vec![];
+    let mut open = false;
+    for (d, f) in &rx[1..rx.len() - 1] {
+        if f.contains(Flags::SOM) {
+            assert!(!open, "SOM inside a part: {rx:?}");
+            parts.push(vec![]);
+            open = true;
+        }
+        assert!(open, "data outside a part: {rx:?}");
+        parts.last_mut().unwrap().extend_from_slice(d);
+        if f.contains(Flags::EOM) {
+            open = false;
+        }
+    }
+    assert!(!open);
+    assert_eq!(parts, [b"one".to_vec(), b"two, longer".to_vec()]);
+}
+
+#[test]
+fn redirects_fail_an_h2_attempt_unless_allowed() {
+    let mut n = Net::new(H2Config::default());
+    n.routes.insert(
+        "/moved".into(),
+        (
+            302,
+            vec![("location".into(), "/a".into())],
+            b"gone".to_vec(),
+        ),
+    );
+    let id = n.get("moved");
+    n.pump();
+    assert_eq!(n.states(id), [Creating, Poll, Connecting, Unreachable]);
+    assert!(n.events.iter().any(|e| matches!(
+        e,
+        Event::ConnectionError { stream, reason }
+            if *stream == id && reason.contains("redirect (302) to /a not followed")
+    )));
+    assert_eq!(n.reqs.len(), 1, "/a was not asked for");
+    assert!(n.rx(id).0.is_empty(), "no payload of the redirect");
+}
+
+#[test]
+fn allowed_redirects_are_followed_over_h2() {
+    let mut n = Net::new(H2Config::default());
+    let redirect = |to: &str| (302, vec![("location".into(), to.to_string())], vec![]);
+    n.routes.insert("/r1".into(), redirect("/r2"));
+    n.routes.insert(
+        "/r2".into(),
+        (
+            301,
+            vec![("location".into(), "https://127.0.0.1/final?x=1".into())],
+            b"moved".to_vec(),
+        ),
+    );
+    n.routes.insert("/loop".into(), redirect("/loop"));
+    let id = n.e.create(n.now, "follow").unwrap();
+    n.e.set_metadata(id, "f", b"r1").unwrap();
+    n.e.request_tx(n.now, id).unwrap();
+    n.pump();
+    n.assert_got(id, b"resp:/final?x=1:");
+    assert_eq!(
+        n.states(id),
+        [
+            Creating,
+            Poll,
+            Connecting,
+            Connecting,
+            Connecting,
+            Connected,
+            QosAckRemote,
+            Disconnected
+        ]
+    );
+    let paths: Vec<&str> = n.reqs.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths, ["/r1", "/r2", "/final?x=1"]);
+    assert_eq!(n.opened.len(), 1, "every hop rode the same h2 connection");
+    // The next transaction starts from the policy's URL again; a loop ends
+    // after five hops.
+    n.e.set_metadata(id, "f", b"loop").unwrap();
+    n.e.request_tx(n.now, id).unwrap();
+    n.pump();
+    assert!(n.events.iter().any(|e| matches!(
+        e,
+        Event::ConnectionError { stream, reason }
+            if *stream == id && reason.contains("more than 5 redirects")
+    )));
+    let loops = n.reqs.iter().filter(|r| r.path == "/loop").count();
+    assert_eq!(loops, 6, "the first request and five hops");
+    assert_eq!(n.opened.len(), 1);
+}
+
+#[test]
+fn a_307_resends_the_rideshare_body_and_a_303_turns_post_into_get_over_h2() {
+    let mut n = Net::new(H2Config::default());
+    n.routes.insert(
+        "/up307".into(),
+        (307, vec![("location".into(), "/up-again".into())], vec![]),
+    );
+    n.routes.insert(
+        "/see".into(),
+        (303, vec![("location".into(), "/seen".into())], vec![]),
+    );
+    let id = n.e.create(n.now, "up").unwrap();
+    n.e.set_metadata(id, "f", b"up307").unwrap();
+    n.parts.insert(
+        id,
+        vec![
+            ("up".into(), b"{}".to_vec()),
+            ("up_img".into(), b"IMG".to_vec()),
+            ("up_log".into(), b"LOG".to_vec()),
+        ],
+    );
+    n.e.request_tx(n.now, id).unwrap();
+    n.pump();
+    // Each part was asked for twice: once per request.
+    assert_eq!(
+        n.ride_seen,
+        ["up", "up_img", "up_log", "up", "up_img", "up_log"]
+    );
+    assert_eq!(n.reqs.len(), 2);
+    let (a, b) = (n.reqs[0].clone(), n.reqs[1].clone());
+    assert_eq!((a.method.as_str(), a.path.as_str()), ("POST", "/up307"));
+    assert_eq!((b.method.as_str(), b.path.as_str()), ("POST", "/up-again"));
+    let bd = req_boundary(&b);
+    let want = format!(
+        "--{bd}\r\nContent-Disposition: form-data; name=\"meta\"\r\n\
+         Content-Type: application/json\r\n\r\n{{}}\r\n\
+         --{bd}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"pic.jpg\"\r\n\
+         Content-Type: image/jpeg\r\n\r\nIMG\r\n\
+         --{bd}\r\nContent-Disposition: form-data; name=\"log\"; filename=\"log.txt\"\r\n\
+         \r\nLOG\r\n--{bd}--\r\n"
+    );
+    assert_eq!(String::from_utf8(b.body.clone()).unwrap(), want);
+    n.assert_got(id, format!("resp:/up-again:{want}").as_bytes());
+
+    let p = n.e.create(n.now, "follow_post").unwrap();
+    n.e.set_metadata(p, "f", b"see").unwrap();
+    n.bodies.insert(p, b"form=1".to_vec());
+    n.e.request_tx_len(n.now, p, 6).unwrap();
+    n.pump();
+    let r: Vec<&Req> = n.reqs.iter().skip(2).collect();
+    assert_eq!(r.len(), 2);
+    assert_eq!(
+        (r[0].method.as_str(), r[0].body.as_slice()),
+        ("POST", &b"form=1"[..])
+    );
+    assert_eq!((r[1].method.as_str(), r[1].path.as_str()), ("GET", "/seen"));
+    assert!(r[1].body.is_empty());
+    n.assert_got(p, b"resp:/seen:");
+}

@@ -12,15 +12,18 @@
 //! others, and idles for `keepalive_idle` when it has none). A stream reset
 //! or a lost connection fails its streams (UNREACHABLE, or DISCONNECTED after
 //! CONNECTED) and they retry per policy; 503 / 429 conceal the attempt.
-//! Like HTTP/1.1, `http_multipart_name` wraps the body as multipart parts
+//! Like HTTP/1.1 too (and with the same code, in `http.rs`): redirects fail
+//! the attempt unless `allow_redirects` (then the stream leaves with
+//! RST_STREAM(CANCEL) and follows, riding an h2 connection to the new place
+//! if there is one), `http_multipart_name` wraps the body as multipart parts
 //! (following a `rideshare` chain part by part; HTTP/2 needs no length, so
-//! the body is plain DATA). Differences from HTTP/1.1: redirects are not
-//! followed (they fail the attempt, the default), and `http_multipart_ss_in`
-//! is not applied.
+//! the body is plain DATA), and `http_multipart_ss_in` splits a multipart
+//! response into parts.
 //!
 //! Over plain TCP, or when ALPN picks `http/1.1`, an h2 streamtype speaks
 //! HTTP/1.1 (the reference's fallback).
 
+use super::http::{multipart_end, multipart_in, multipart_rx};
 use super::{ConnId, Engine, Error, Event, Proto, Seq, StreamId, Timer};
 use crate::proto::h1::{self, multipart};
 use crate::proto::h2::{H2Client, H2Config, H2Error, H2Event, RequestHead, StreamKey};
@@ -44,6 +47,8 @@ struct Member {
     pending_eom: bool,
     /// Multipart framing of the request body (`http_multipart_name`).
     mp: Option<multipart::Writer>,
+    /// A multipart response being split into parts (`http_multipart_ss_in`).
+    multipart: Option<multipart::Decoder>,
 }
 
 /// A client HTTP/2 connection shared by several streams.
@@ -309,6 +314,21 @@ impl Engine {
                 let Some(m) = h.members.get_mut(&sid) else {
                     return;
                 };
+                if let Some(dec) = m.multipart.as_mut() {
+                    let res = multipart_rx(dec, sid, &data, &mut self.events);
+                    if let Err(e) = res {
+                        let _ = h.m.reset(key, CANCEL);
+                        self.h2_member_fail(now, conn, sid, e.to_string());
+                        return;
+                    }
+                    if eom {
+                        if let Some(dec) = m.multipart.take() {
+                            multipart_end(dec, sid, &mut self.events);
+                        }
+                        self.h2_done(now, conn, sid);
+                    }
+                    return;
+                }
                 let mut flags = Flags::NONE;
                 if m.som_pending && (!data.is_empty() || eom) {
                     flags |= Flags::SOM;
@@ -374,7 +394,8 @@ impl Engine {
         let Some(st) = self.streams.get(&sid).map(|s| s.st.clone()) else {
             return;
         };
-        if status == 503 || status == 429 || h1::redirect_target(status, &headers).is_some() {
+        let redirect = h1::redirect_target(status, &headers);
+        if status == 503 || status == 429 || redirect.is_some() {
             if let Some(h) = self.conns.get_mut(&conn).and_then(|c| h2_of(&mut c.proto)) {
                 let _ = h.m.reset(key, CANCEL);
             }
@@ -391,13 +412,15 @@ impl Engine {
                     s.seq = Seq::Idle;
                 }
                 self.backoff(now, sid, false, after);
-            } else {
-                self.h2_member_fail(
-                    now,
-                    conn,
-                    sid,
-                    format!("h2: redirect ({status}) not followed"),
-                );
+            } else if let Some(loc) = redirect {
+                match self.redirect_plan(sid, status, &loc) {
+                    Err(reason) => self.h2_member_fail(now, conn, sid, reason),
+                    Ok((target, resend_body)) => {
+                        // The connection stays for its other streams.
+                        self.h2_detach(now, conn, sid);
+                        self.redirect_follow(now, sid, target, resend_body);
+                    }
+                }
             }
             return;
         }
@@ -418,6 +441,17 @@ impl Engine {
             Some(e) => status == e,
             None => (200..300).contains(&status),
         };
+        let dec = match multipart_in(&st, &headers) {
+            Ok(d) => d,
+            Err(e) => {
+                if let Some(h) = self.conns.get_mut(&conn).and_then(|c| h2_of(&mut c.proto)) {
+                    let _ = h.m.reset(key, CANCEL);
+                }
+                self.h2_member_fail(now, conn, sid, e.to_string());
+                return;
+            }
+        };
+        let related = dec.is_some();
         if let Some(m) = self
             .conns
             .get_mut(&conn)
@@ -425,9 +459,17 @@ impl Engine {
             .and_then(|h| h.members.get_mut(&sid))
         {
             m.good = good;
+            m.multipart = dec;
         }
         if !self.streams.get(&sid).is_some_and(|s| s.connected_reported) {
             self.emit_state(sid, StreamState::Connected, 0);
+        }
+        if related {
+            self.events.push_back(Event::Rx {
+                stream: sid,
+                data: Vec::new(),
+                flags: Flags::RELATED_START,
+            });
         }
     }
 
@@ -483,6 +525,8 @@ impl Engine {
             s.seq = Seq::Idle;
             s.tries = 0;
             s.tx_len = None;
+            s.redirects = 0;
+            s.redirect = None;
             s.ride.clear();
         }
         self.emit_state(sid, StreamState::Disconnected, 0);
@@ -501,6 +545,8 @@ impl Engine {
             return;
         };
         s.seq = Seq::Idle;
+        s.redirect = None;
+        s.redirects = 0;
         let reported = s.connected_reported;
         if reported {
             self.emit_state(sid, StreamState::Disconnected, 0);

@@ -30,9 +30,13 @@ Endpoints:
                                X-Req-Transfer-Encoding = the request's values or "none".
   GET  /headers                body = JSON object of the request headers, lower-cased
                                names -> values (repeats joined with ", ").
-  POST /multipart-upload       parses a multipart/form-data body; answers JSON
+  POST /multipart-upload[?data=1]
+                               parses a multipart/form-data body; answers JSON
                                [{"name","filename","content_type","len","sha256"}]
-                               (filename/content_type null when absent); 400 if malformed.
+                               (filename/content_type null when absent; with data=1
+                               also "data": the part's bytes as Latin-1 text), with
+                               X-Req-Content-Length / X-Req-Transfer-Encoding as /echo;
+                               400 if malformed.
   GET  /multipart-download?parts=N
                                multipart/mixed; boundary=ss-edge-boundary-42 with N parts;
                                part k (1-based) body = "part k " * 100, header X-Part: k.
@@ -241,21 +245,27 @@ class Handler(BaseHTTPRequestHandler):
         self.reply(200, body, "application/octet-stream", headers=hdr)
 
     def multipart_upload(self):
+        _, q = self.query()
         body = self.read_body()
+        hdr = [
+            ("X-Req-Content-Length", self.headers.get("Content-Length", "none")),
+            ("X-Req-Transfer-Encoding", self.headers.get("Transfer-Encoding", "none")),
+        ]
         ctype = self.headers.get("Content-Type", "")
         m = re.search(r'boundary="?([^";]+)"?', ctype)
         if not ctype.lower().startswith("multipart/form-data") or not m:
             return self.reply(400, "not multipart/form-data with a boundary: %r" % ctype)
         try:
-            parts = parse_multipart(body, m.group(1).encode())
+            parts = parse_multipart(body, m.group(1).encode(), q.get("data") == "1")
         except ValueError as e:
-            return self.reply(400, "malformed multipart: %s" % e)
-        self.reply(200, json.dumps(parts), "application/json")
+            return self.reply(400, "malformed multipart: %s" % e, headers=hdr)
+        self.reply(200, json.dumps(parts), "application/json", headers=hdr)
 
 
-def parse_multipart(body, boundary):
+def parse_multipart(body, boundary, with_data=False):
     """Splits a multipart body per RFC 2046 (the CRLF before a delimiter
-    belongs to it); returns one dict per part."""
+    belongs to it); returns one dict per part (with its bytes as Latin-1
+    text under "data" if with_data)."""
     delim = b"--" + boundary
     if body.startswith(delim):
         pos = 0
@@ -295,13 +305,16 @@ def parse_multipart(body, boundary):
                 re.search(r'(?:^|;)\s*%s=([^";\s]+)' % name, disp)
             return m.group(1) if m else None
 
-        out.append({
+        part = {
             "name": param("name"),
             "filename": param("filename"),
             "content_type": headers.get("content-type"),
             "len": len(data),
             "sha256": hashlib.sha256(data).hexdigest(),
-        })
+        }
+        if with_data:
+            part["data"] = data.decode("latin-1")
+        out.append(part)
         pos = end + 2
 
 

@@ -7,5 +7,6 @@ pub mod fuzz_engine;
 pub mod fuzz_h1_pair;
 pub mod fuzz_proxy;
 pub mod peers;
+pub mod ride;
 pub mod sim;
 pub mod tls_provider;

@@ -1186,3 +1186,103 @@ fn python_http_client_against_our_server() {
     assert_eq!(r[4]["ctype"], "text/plain");
     assert_eq!(r[4]["body"], hello.as_str());
 }
+
+/// A two-part rideshare upload through the callback model (ss-tokio's
+/// loop): the Python edge server parses the multipart body with its own
+/// RFC 2046 splitter and answers what it saw, part by part.
+#[test]
+fn edge_parses_a_two_part_rideshare_upload() {
+    use conformance::ride::{RideSeen, RideUpload};
+    let edge = PyEdge::start(None);
+    let policy = client_policy(
+        edge.port(),
+        &[
+            (
+                "ride",
+                r#""http_url": "/multipart-upload?data=1", "http_method": "POST",
+                   "http_multipart_name": "meta",
+                   "http_multipart_content_type": "application/json",
+                   "rideshare": "ride_file",
+                   "metadata": [{"te": "x-req-transfer-encoding:"},
+                                {"cl": "x-req-content-length:"}]"#,
+            ),
+            (
+                "ride_file",
+                r#""http_multipart_name": "file", "http_multipart_filename": "b.bin",
+                   "http_multipart_content_type": "application/octet-stream""#,
+            ),
+        ],
+    );
+    let meta = br#"{"device":"d1","n":2}"#.to_vec();
+    let file: Vec<u8> = (0..40_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let seen = Rc::new(RefCell::new(RideSeen::default()));
+    let app = RideUpload::new(
+        vec![
+            ("ride".into(), meta.clone()),
+            ("ride_file".into(), file.clone()),
+        ],
+        10_000,
+        seen.clone(),
+    );
+    let mut d = TokioDriver::new(Host::new(Engine::new(policy, config())));
+    let now = d.now();
+    let id = d.host().create(now, "ride", Box::new(app)).unwrap();
+    assert_eq!(d.host().engine.rideshare(id), Some("ride"));
+    // A length is announced, but the chain makes the total unknown.
+    let now = d.now();
+    d.host().engine.request_tx_len(now, id, 1).unwrap();
+    let s = seen.clone();
+    assert!(
+        d.run_until(WAIT, &mut |_| s.borrow().done()),
+        "no end: {:?}\n{}",
+        seen.borrow().states,
+        edge.logs()
+    );
+    let got = std::mem::take(&mut *seen.borrow_mut());
+    assert_eq!(
+        got.states,
+        [
+            Creating,
+            Poll,
+            Connecting,
+            Connected,
+            QosAckRemote,
+            Disconnected
+        ],
+        "{}",
+        String::from_utf8_lossy(&got.body())
+    );
+    assert_eq!(got.parts(), ["ride", "ride_file"]);
+    assert_eq!(
+        got.rideshare.len(),
+        1 + 4,
+        "one tx for meta, four for the file"
+    );
+    let latin1 = |b: &[u8]| b.iter().map(|&c| c as char).collect::<String>();
+    let parts: serde_json::Value = serde_json::from_slice(&got.body()).expect("JSON answer");
+    assert_eq!(
+        parts,
+        serde_json::json!([
+            {
+                "name": "meta",
+                "filename": null,
+                "content_type": "application/json",
+                "len": meta.len(),
+                "sha256": sha256_hex(&meta),
+                "data": latin1(&meta),
+            },
+            {
+                "name": "file",
+                "filename": "b.bin",
+                "content_type": "application/octet-stream",
+                "len": file.len(),
+                "sha256": sha256_hex(&file),
+                "data": latin1(&file),
+            }
+        ])
+    );
+    let e = &d.host().engine;
+    assert_eq!(e.get_metadata(id, "te").unwrap(), Some(&b"chunked"[..]));
+    assert_eq!(e.get_metadata(id, "cl").unwrap(), Some(&b"none"[..]));
+    assert_eq!(e.rideshare(id), Some("ride"));
+}

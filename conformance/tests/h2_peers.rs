@@ -1,7 +1,9 @@
 //! HTTP/2 streams through the engine (ss-tokio) against nghttpd over TLS:
 //! many streams of two streamtypes share one connection (ALPN h2), bodies
 //! larger than the initial window arrive exactly with SOM/EOM, and a plain
-//! HTTP/1.1 server makes the same streamtype fall back to HTTP/1.1.
+//! HTTP/1.1 server makes the same streamtype fall back to HTTP/1.1. Against
+//! nginx with h2: a rideshare multipart body echoed back and parsed, and a
+//! `return 302` followed.
 
 use conformance::peers::{free_port, require, Nginx, NginxOpts, PeerProcess, TestPki};
 use ss_core::{EngineConfig, Flags, Policy, StreamState};
@@ -30,7 +32,18 @@ fn policy(port: u16, ca_b64: &str) -> Policy {
                 "opportunistic": true, "metadata": [{{"f": ""}}]}}}},
         {{"p": {{"endpoint": "127.0.0.1", "port": {port}, "protocol": "h2", "tls": true,
                 "tls_trust_store": "ts", "http_url": "/${{f}}", "http_method": "POST",
-                "retry": "r", "metadata": [{{"f": ""}}]}}}}
+                "retry": "r", "metadata": [{{"f": ""}}]}}}},
+        {{"follow": {{"endpoint": "127.0.0.1", "port": {port}, "protocol": "h2", "tls": true,
+                "tls_trust_store": "ts", "http_url": "/${{f}}", "allow_redirects": true,
+                "retry": "r", "metadata": [{{"f": ""}}]}}}},
+        {{"ride": {{"endpoint": "127.0.0.1", "port": {port}, "protocol": "h2", "tls": true,
+                "tls_trust_store": "ts", "http_url": "/echo", "http_method": "POST",
+                "http_multipart_name": "meta", "http_multipart_content_type": "application/json",
+                "rideshare": "ride_file", "retry": "r"}}}},
+        {{"ride_file": {{"endpoint": "127.0.0.1", "port": {port}, "protocol": "h2",
+                "tls": true, "tls_trust_store": "ts", "http_multipart_name": "file",
+                "http_multipart_filename": "b.bin",
+                "http_multipart_content_type": "application/octet-stream"}}}}
       ]
     }}"#
     );
@@ -572,4 +585,173 @@ async fn post_bodies_beyond_the_window_reach_nghttpd() {
             peer.logs()
         );
     }
+}
+
+/// A two-part rideshare body over h2 (the callback model on ss-tokio's
+/// loop): nginx echoes it, and the echo parses (with our multipart decoder)
+/// as exactly the parts each streamtype's policy describes.
+#[test]
+fn a_rideshare_multipart_body_is_echoed_by_nginx_over_h2() {
+    use conformance::ride::{RideSeen, RideUpload};
+    use ss_core::proto::h1::multipart;
+    use ss_core::{Engine, Host};
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let nginx = Nginx::start(NginxOpts {
+        http2: true,
+        ..NginxOpts::default()
+    });
+    let p = policy(nginx.https_port(), &nginx.pki().ca_b64());
+    let meta = br#"{"device":"d1"}"#.to_vec();
+    // Beyond the 64 KiB initial window, in 16 KiB writes.
+    let file = post_body(150_000, 9);
+    let seen = Rc::new(RefCell::new(RideSeen::default()));
+    let app = RideUpload::new(
+        vec![
+            ("ride".into(), meta.clone()),
+            ("ride_file".into(), file.clone()),
+        ],
+        16 * 1024,
+        seen.clone(),
+    );
+    let mut rt = ss_tokio::Runtime::new(Host::new(Engine::new(p, EngineConfig::default())));
+    let now = rt.now();
+    let id = rt.host().create(now, "ride", Box::new(app)).unwrap();
+    let now = rt.now();
+    rt.host().engine.request_tx(now, id).unwrap();
+    let s = seen.clone();
+    assert!(
+        rt.run_until(Duration::from_secs(10), &mut |_| s.borrow().done()),
+        "no end: {:?}\n{}",
+        seen.borrow().states,
+        nginx.logs()
+    );
+    let got = std::mem::take(&mut *seen.borrow_mut());
+    use StreamState::*;
+    assert_eq!(
+        got.states,
+        [
+            Creating,
+            Poll,
+            Connecting,
+            Connected,
+            QosAckRemote,
+            Disconnected
+        ]
+    );
+    assert_eq!(got.parts(), ["ride", "ride_file"]);
+    let flags: Vec<Flags> = got.rx.iter().map(|(_, f)| *f).collect();
+    assert_som_eom("echo", &flags);
+    let echo = got.body();
+    // The boundary is the engine's: read it off the first delimiter line.
+    let first = echo.split(|&b| b == b'\n').next().unwrap();
+    let boundary = std::str::from_utf8(first)
+        .unwrap()
+        .trim_end_matches('\r')
+        .strip_prefix("--")
+        .expect("starts with a delimiter")
+        .to_string();
+    let mut dec = multipart::Decoder::new(&boundary).unwrap();
+    let mut evs = vec![];
+    dec.feed(&echo, &mut evs).unwrap();
+    dec.finish().expect("closing boundary");
+    type Part = (Vec<(String, String)>, Vec<u8>);
+    let mut parts: Vec<Part> = vec![];
+    for ev in evs {
+        match ev {
+            multipart::Event::Part { headers } => parts.push((headers, vec![])),
+            multipart::Event::Data { data, .. } => parts.last_mut().unwrap().1.extend(data),
+            multipart::Event::End => {}
+        }
+    }
+    let h = |k: &str, v: &str| (k.to_string(), v.to_string());
+    assert_eq!(parts.len(), 2);
+    assert_eq!(
+        parts[0].0,
+        [
+            h("Content-Disposition", "form-data; name=\"meta\""),
+            h("Content-Type", "application/json")
+        ]
+    );
+    assert_eq!(parts[0].1, meta);
+    assert_eq!(
+        parts[1].0,
+        [
+            h(
+                "Content-Disposition",
+                "form-data; name=\"file\"; filename=\"b.bin\""
+            ),
+            h("Content-Type", "application/octet-stream")
+        ]
+    );
+    assert!(parts[1].1 == file, "file part: {} bytes", parts[1].1.len());
+    let log = nginx.access_log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("HTTP/2.0 \"POST /echo HTTP/2.0\" 200")),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_302_from_nginx_is_followed_over_h2_only_when_allowed() {
+    let nginx = nginx_h2().await;
+    let client = Client::start(
+        policy(nginx.https_port(), &nginx.pki().ca_b64()),
+        EngineConfig::default(),
+    );
+    use StreamState::*;
+    let mut s = client.create("follow").await.unwrap();
+    s.set_metadata("f", b"redirect").await.unwrap();
+    let (body, states, flags) = fetch(&mut s).await;
+    assert_eq!(
+        body,
+        conformance::peers::INDEX_HTML.as_bytes(),
+        "{states:?}"
+    );
+    assert_som_eom("index.html", &flags);
+    assert_eq!(
+        states,
+        [
+            Creating,
+            Connecting,
+            Connecting,
+            Connected,
+            QosAckRemote,
+            Disconnected
+        ]
+    );
+    let log = nginx.access_log();
+    let h2: Vec<&str> = log.lines().filter(|l| l.contains(" HTTP/2.0 ")).collect();
+    assert!(
+        h2.iter()
+            .any(|l| l.contains("\"GET /redirect HTTP/2.0\" 302")),
+        "{log}"
+    );
+    assert!(
+        h2.iter()
+            .any(|l| l.contains("\"GET /index.html HTTP/2.0\" 200")),
+        "{log}"
+    );
+
+    // Without allow_redirects the attempt fails, and so does each retry.
+    let mut s = client.create("b").await.unwrap();
+    s.set_metadata("f", b"redirect").await.unwrap();
+    let (body, states, _) = fetch(&mut s).await;
+    assert!(body.is_empty(), "{} bytes", body.len());
+    assert_eq!(
+        states,
+        [
+            Creating,
+            Connecting,
+            Unreachable,
+            Poll,
+            Connecting,
+            Unreachable,
+            Poll,
+            Connecting,
+            Unreachable,
+            AllRetriesFailed
+        ]
+    );
 }

@@ -102,6 +102,13 @@ impl StreamCtx<'_> {
         self.engine.cancel_timeout(self.stream)
     }
 
+    /// The streamtype whose part of a `rideshare` request body this stream
+    /// is producing (`lws_ss_rideshare`): its own, then, after each EOM,
+    /// the next of the chain. See [`Engine::rideshare`].
+    pub fn rideshare(&self) -> Option<&str> {
+        self.engine.rideshare(self.stream)
+    }
+
     /// Set the server transaction's response status (`lws_ss_server_ack`).
     pub fn server_ack(&mut self, code: i32) -> Result<(), Error> {
         self.engine.server_ack(self.stream, code)

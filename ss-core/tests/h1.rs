@@ -945,3 +945,66 @@ proptest! {
         let _ = normalize(out.events);
     }
 }
+
+#[test]
+fn next_part_frames_further_parts_of_a_chunked_body_that_our_decoder_splits() {
+    let mut a = multipart::Spec::new("a");
+    a.boundary = "bnd".into();
+    let mut b = a.clone();
+    b.name = "b".into();
+    b.filename = Some("b.bin".into());
+    let mut head = RequestHead::new("POST", "/p", "h");
+    head.body = BodyMode::Chunked;
+    head.multipart = Some(a.clone());
+    let mut c = Client::new(ClientConfig::default());
+    let mut out = Out::default();
+    c.start(&head, &mut out).unwrap();
+    c.write_body(b"first", false, &mut out).unwrap();
+    c.next_part(&b).unwrap();
+    // The header of b goes out with the next payload.
+    let before = out.transmit.len();
+    c.next_part(&a).unwrap();
+    assert_eq!(out.transmit.len(), before);
+    c.write_body(b"third", true, &mut out).unwrap();
+    assert!(c.is_request_sent());
+    assert!(c.next_part(&a).is_err(), "the body is over");
+    let wire = out.transmit;
+    let body_at = wire.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let (body, used) = decode_chunked(&wire[body_at..]);
+    assert_eq!(used, wire.len() - body_at);
+    assert_eq!(
+        String::from_utf8(body.clone()).unwrap(),
+        "--bnd\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nfirst\r\n\
+         --bnd\r\nContent-Disposition: form-data; name=\"b\"; filename=\"b.bin\"\r\n\r\n\
+         \r\n--bnd\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nthird\r\n--bnd--\r\n"
+    );
+    let mut d = multipart::Decoder::new("bnd").unwrap();
+    let mut ev = Vec::new();
+    d.feed(&body, &mut ev).unwrap();
+    d.finish().unwrap();
+    let data: Vec<Vec<u8>> = ev
+        .into_iter()
+        .filter_map(|e| match e {
+            multipart::Event::Data { data, .. } => Some(data),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(data, [b"first".to_vec(), vec![], b"third".to_vec()]);
+
+    // A content-length body cannot grow parts; another boundary is refused.
+    let mut head = RequestHead::new("POST", "/p", "h");
+    head.body = BodyMode::ContentLength(3);
+    head.multipart = Some(a.clone());
+    let mut c = Client::new(ClientConfig::default());
+    let mut out = Out::default();
+    c.start(&head, &mut out).unwrap();
+    assert!(matches!(c.next_part(&b), Err(H1Error::InvalidState(_))));
+    let mut head = RequestHead::new("POST", "/p", "h");
+    head.body = BodyMode::Chunked;
+    head.multipart = Some(a.clone());
+    let mut c = Client::new(ClientConfig::default());
+    c.start(&head, &mut out).unwrap();
+    let mut other = b.clone();
+    other.boundary = "zzz".into();
+    assert_eq!(c.next_part(&other), Err(H1Error::MultipartBoundary));
+}

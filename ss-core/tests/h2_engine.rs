@@ -25,6 +25,28 @@ const POLICY: &str = r#"{
     {"post": {"endpoint": "127.0.0.1", "port": 443, "protocol": "h2", "tls": true,
               "http_url": "/${f}", "http_method": "POST",
               "retry": "r", "metadata": [{"f": ""}]}},
+    {"form": {"endpoint": "127.0.0.1", "port": 443, "protocol": "h2", "tls": true,
+              "http_url": "/${f}", "http_method": "POST", "http_multipart_name": "file",
+              "http_multipart_filename": "a.txt", "http_multipart_content_type": "text/plain",
+              "retry": "r", "metadata": [{"f": ""}]}},
+    {"up": {"endpoint": "127.0.0.1", "port": 443, "protocol": "h2", "tls": true,
+            "http_url": "/${f}", "http_method": "POST", "http_multipart_name": "meta",
+            "http_multipart_content_type": "application/json", "rideshare": "up_img",
+            "allow_redirects": true, "retry": "r", "metadata": [{"f": ""}]}},
+    {"up_img": {"endpoint": "127.0.0.1", "port": 443, "protocol": "h2", "tls": true,
+                "http_multipart_name": "image", "http_multipart_filename": "pic.jpg",
+                "http_multipart_content_type": "image/jpeg", "rideshare": "up_log"}},
+    {"up_log": {"endpoint": "127.0.0.1", "port": 443, "protocol": "h2", "tls": true,
+                "http_multipart_name": "log", "http_multipart_filename": "log.txt"}},
+    {"mpin": {"endpoint": "127.0.0.1", "port": 443, "protocol": "h2", "tls": true,
+              "http_url": "/${f}", "http_multipart_ss_in": true, "retry": "r",
+              "metadata": [{"f": ""}]}},
+    {"follow": {"endpoint": "127.0.0.1", "port": 443, "protocol": "h2", "tls": true,
+                "http_url": "/${f}", "allow_redirects": true, "retry": "r",
+                "metadata": [{"f": ""}]}},
+    {"follow_post": {"endpoint": "127.0.0.1", "port": 443, "protocol": "h2", "tls": true,
+                     "http_url": "/${f}", "http_method": "POST", "allow_redirects": true,
+                     "retry": "r", "metadata": [{"f": ""}]}},
     {"srv": {"server": true, "endpoint": "127.0.0.1", "port": 0, "protocol": "raw",
              "tls": true}}
   ]
@@ -71,6 +93,9 @@ fn policy() -> Policy {
     p
 }
 
+/// A canned answer: status, headers, body.
+type Answer = (u16, Vec<(String, String)>, Vec<u8>);
+
 /// One server connection: TLS around an HTTP/2 server machine.
 struct SrvConn {
     tls: TlsSession,
@@ -85,7 +110,9 @@ struct Req {
     key: StreamKey,
     /// Its HTTP/2 stream id (client streams are odd, in arrival order).
     stream_id: u32,
+    method: String,
     path: String,
+    headers: Vec<(String, String)>,
     body: Vec<u8>,
     /// The whole request (body included) has arrived.
     complete: bool,
@@ -109,6 +136,15 @@ struct Net {
     auto: bool,
     /// The most requests ever open at once on one connection.
     max_open: usize,
+    /// Canned answers by path (status, headers, body), instead of the echo.
+    routes: BTreeMap<String, Answer>,
+    /// Send answer bodies in DATA pieces of at most this many bytes.
+    piece: usize,
+    /// Streams that upload a rideshare body: each part's payload by the
+    /// streamtype `Engine::rideshare` names when the stream is writable.
+    parts: BTreeMap<StreamId, Vec<(String, Vec<u8>)>>,
+    /// What `Engine::rideshare` said at each of those `Writable`s.
+    ride_seen: Vec<String>,
 }
 
 impl Net {
@@ -133,6 +169,10 @@ impl Net {
             bodies: BTreeMap::new(),
             auto: true,
             max_open: 0,
+            routes: BTreeMap::new(),
+            piece: usize::MAX,
+            parts: BTreeMap::new(),
+            ride_seen: vec![],
         }
     }
 
@@ -197,6 +237,18 @@ impl Net {
                         self.e
                             .write(self.now, *stream, &b, Flags::SOM | Flags::EOM)
                             .unwrap();
+                    } else if let Some(parts) = self.parts.get(stream) {
+                        let cur = self.e.rideshare(*stream).unwrap().to_string();
+                        let (_, b) = parts
+                            .iter()
+                            .find(|(n, _)| *n == cur)
+                            .unwrap_or_else(|| panic!("no part for {cur}"))
+                            .clone();
+                        self.ride_seen.push(cur);
+                        // Each part in two writes, SOM then EOM.
+                        let (a, z) = b.split_at(b.len() / 2);
+                        self.e.write(self.now, *stream, a, Flags::SOM).unwrap();
+                        self.e.write(self.now, *stream, z, Flags::EOM).unwrap();
                     }
                 }
                 self.events.push(ev);
@@ -243,7 +295,9 @@ impl Net {
                 match ev {
                     H2Event::Request {
                         key,
+                        method,
                         path,
+                        headers,
                         end_stream,
                         ..
                     } => {
@@ -252,7 +306,9 @@ impl Net {
                             conn,
                             key,
                             stream_id: 2 * n + 1,
+                            method,
                             path,
+                            headers,
                             body: vec![],
                             complete: end_stream,
                             answered: false,
@@ -313,18 +369,28 @@ impl Net {
         true
     }
 
-    /// Answer request `i` with 200 and `resp:` + path + body.
+    /// Answer request `i` from `routes`, else with 200 and `resp:` + path + body.
     fn answer(&mut self, i: usize) {
         let r = &mut self.reqs[i];
         r.answered = true;
-        let mut body = format!("resp:{}:", r.path).into_bytes();
-        body.extend_from_slice(&r.body);
+        let (status, headers, body) = match self.routes.get(&r.path) {
+            Some(a) => (a.0, a.1.clone(), a.2.clone()),
+            None => {
+                let mut body = format!("resp:{}:", r.path).into_bytes();
+                body.extend_from_slice(&r.body);
+                (200, vec![], body)
+            }
+        };
         let c = self.conns.get_mut(&r.conn).unwrap();
-        c.h2.respond(r.key, 200, &[], false).unwrap();
+        c.h2.respond(r.key, status, &headers, body.is_empty())
+            .unwrap();
         let mut off = 0;
         // Bodies here are small: all of it fits the machine's buffer.
         while off < body.len() {
-            let n = c.h2.send_data(r.key, &body[off..], true).unwrap();
+            let end = body.len().min(off.saturating_add(self.piece));
+            let n =
+                c.h2.send_data(r.key, &body[off..end], end == body.len())
+                    .unwrap();
             assert!(n > 0, "server send_data took nothing");
             off += n;
         }
@@ -638,4 +704,264 @@ fn streams_started_together_share_one_connection() {
         assert_eq!(n.states(*id), OK);
     }
     assert_eq!(n.opened.len(), 1, "connections for 3 streams from cold");
+}
+
+/// The boundary of a `multipart/form-data` request's `content-type`.
+fn req_boundary(r: &Req) -> String {
+    let ct = r
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no content-type: {:?}", r.headers));
+    ct.strip_prefix("multipart/form-data; boundary=")
+        .unwrap_or_else(|| panic!("not multipart: {ct}"))
+        .trim_matches('"')
+        .to_string()
+}
+
+fn has_header(r: &Req, name: &str) -> bool {
+    r.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name))
+}
+
+#[test]
+fn multipart_name_wraps_an_h2_request_body_as_one_part() {
+    let mut n = Net::new(H2Config::default());
+    let id = n.e.create(n.now, "form").unwrap();
+    n.e.set_metadata(id, "f", b"form").unwrap();
+    n.bodies.insert(id, b"hello, form".to_vec());
+    n.e.request_tx_len(n.now, id, 11).unwrap();
+    n.pump();
+    assert_eq!(n.reqs.len(), 1);
+    let r = n.reqs[0].clone();
+    assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/form"));
+    let b = req_boundary(&r);
+    assert!(!has_header(&r, "content-length"), "{:?}", r.headers);
+    let want = format!(
+        "--{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n\
+         Content-Type: text/plain\r\n\r\nhello, form\r\n--{b}--\r\n"
+    );
+    assert_eq!(String::from_utf8(r.body).unwrap(), want);
+    n.assert_got(id, format!("resp:/form:{want}").as_bytes());
+    assert_eq!(n.states(id), OK);
+}
+
+#[test]
+fn rideshare_parts_of_three_streamtypes_share_one_h2_request_body() {
+    let mut n = Net::new(H2Config::default());
+    let id = n.e.create(n.now, "up").unwrap();
+    n.e.set_metadata(id, "f", b"up").unwrap();
+    assert_eq!(n.e.rideshare(id), Some("up"));
+    n.parts.insert(
+        id,
+        vec![
+            ("up".into(), b"{\"k\":1}".to_vec()),
+            ("up_img".into(), b"JPEGDATA".to_vec()),
+            ("up_log".into(), b"log line\n".to_vec()),
+        ],
+    );
+    n.e.request_tx(n.now, id).unwrap();
+    n.pump();
+    assert_eq!(n.ride_seen, ["up", "up_img", "up_log"]);
+    assert_eq!(n.reqs.len(), 1);
+    let r = n.reqs[0].clone();
+    assert!(r.complete);
+    let b = req_boundary(&r);
+    let want = format!(
+        "--{b}\r\nContent-Disposition: form-data; name=\"meta\"\r\n\
+         Content-Type: application/json\r\n\r\n{{\"k\":1}}\r\n\
+         --{b}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"pic.jpg\"\r\n\
+         Content-Type: image/jpeg\r\n\r\nJPEGDATA\r\n\
+         --{b}\r\nContent-Disposition: form-data; name=\"log\"; filename=\"log.txt\"\r\n\
+         \r\nlog line\n\r\n--{b}--\r\n"
+    );
+    assert_eq!(String::from_utf8(r.body).unwrap(), want);
+    n.assert_got(id, format!("resp:/up:{want}").as_bytes());
+    assert_eq!(n.states(id), OK);
+    assert_eq!(n.e.rideshare(id), Some("up"));
+}
+
+#[test]
+fn multipart_responses_are_split_into_parts_over_h2() {
+    let mut n = Net::new(H2Config::default());
+    let body = "preamble\r\n--XX\r\nContent-Type: text/plain\r\n\r\none\r\n\
+                --XX\r\nX-Part: 2\r\n\r\ntwo, longer\r\n--XX--\r\nepilogue";
+    n.routes.insert(
+        "/parts".into(),
+        (
+            200,
+            vec![("content-type".into(), "multipart/mixed; boundary=XX".into())],
+            body.as_bytes().to_vec(),
+        ),
+    );
+    // Small DATA frames, so delimiters straddle them.
+    n.piece = 5;
+    let id = n.e.create(n.now, "mpin").unwrap();
+    n.e.set_metadata(id, "f", b"parts").unwrap();
+    n.e.request_tx(n.now, id).unwrap();
+    n.pump();
+    assert_eq!(n.states(id), OK);
+    let rx: Vec<(Vec<u8>, Flags)> = n
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Rx {
+                stream,
+                data,
+                flags,
+            } if *stream == id => Some((data.clone(), *flags)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rx.first().unwrap(), &(vec![], Flags::RELATED_START));
+    assert_eq!(rx.last().unwrap(), &(vec![], Flags::RELATED_END));
+    let mut parts: Vec<Vec<u8>> = vec![];
+    let mut open = false;
+    for (d, f) in &rx[1..rx.len() - 1] {
+        if f.contains(Flags::SOM) {
+            assert!(!open, "SOM inside a part: {rx:?}");
+            parts.push(vec![]);
+            open = true;
+        }
+        assert!(open, "data outside a part: {rx:?}");
+        parts.last_mut().unwrap().extend_from_slice(d);
+        if f.contains(Flags::EOM) {
+            open = false;
+        }
+    }
+    assert!(!open);
+    assert_eq!(parts, [b"one".to_vec(), b"two, longer".to_vec()]);
+}
+
+#[test]
+fn redirects_fail_an_h2_attempt_unless_allowed() {
+    let mut n = Net::new(H2Config::default());
+    n.routes.insert(
+        "/moved".into(),
+        (
+            302,
+            vec![("location".into(), "/a".into())],
+            b"gone".to_vec(),
+        ),
+    );
+    let id = n.get("moved");
+    n.pump();
+    assert_eq!(n.states(id), [Creating, Poll, Connecting, Unreachable]);
+    assert!(n.events.iter().any(|e| matches!(
+        e,
+        Event::ConnectionError { stream, reason }
+            if *stream == id && reason.contains("redirect (302) to /a not followed")
+    )));
+    assert_eq!(n.reqs.len(), 1, "/a was not asked for");
+    assert!(n.rx(id).0.is_empty(), "no payload of the redirect");
+}
+
+#[test]
+fn allowed_redirects_are_followed_over_h2() {
+    let mut n = Net::new(H2Config::default());
+    let redirect = |to: &str| (302, vec![("location".into(), to.to_string())], vec![]);
+    n.routes.insert("/r1".into(), redirect("/r2"));
+    n.routes.insert(
+        "/r2".into(),
+        (
+            301,
+            vec![("location".into(), "https://127.0.0.1/final?x=1".into())],
+            b"moved".to_vec(),
+        ),
+    );
+    n.routes.insert("/loop".into(), redirect("/loop"));
+    let id = n.e.create(n.now, "follow").unwrap();
+    n.e.set_metadata(id, "f", b"r1").unwrap();
+    n.e.request_tx(n.now, id).unwrap();
+    n.pump();
+    n.assert_got(id, b"resp:/final?x=1:");
+    assert_eq!(
+        n.states(id),
+        [
+            Creating,
+            Poll,
+            Connecting,
+            Connecting,
+            Connecting,
+            Connected,
+            QosAckRemote,
+            Disconnected
+        ]
+    );
+    let paths: Vec<&str> = n.reqs.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths, ["/r1", "/r2", "/final?x=1"]);
+    assert_eq!(n.opened.len(), 1, "every hop rode the same h2 connection");
+    // The next transaction starts from the policy's URL again; a loop ends
+    // after five hops.
+    n.e.set_metadata(id, "f", b"loop").unwrap();
+    n.e.request_tx(n.now, id).unwrap();
+    n.pump();
+    assert!(n.events.iter().any(|e| matches!(
+        e,
+        Event::ConnectionError { stream, reason }
+            if *stream == id && reason.contains("more than 5 redirects")
+    )));
+    let loops = n.reqs.iter().filter(|r| r.path == "/loop").count();
+    assert_eq!(loops, 6, "the first request and five hops");
+    assert_eq!(n.opened.len(), 1);
+}
+
+#[test]
+fn a_307_resends_the_rideshare_body_and_a_303_turns_post_into_get_over_h2() {
+    let mut n = Net::new(H2Config::default());
+    n.routes.insert(
+        "/up307".into(),
+        (307, vec![("location".into(), "/up-again".into())], vec![]),
+    );
+    n.routes.insert(
+        "/see".into(),
+        (303, vec![("location".into(), "/seen".into())], vec![]),
+    );
+    let id = n.e.create(n.now, "up").unwrap();
+    n.e.set_metadata(id, "f", b"up307").unwrap();
+    n.parts.insert(
+        id,
+        vec![
+            ("up".into(), b"{}".to_vec()),
+            ("up_img".into(), b"IMG".to_vec()),
+            ("up_log".into(), b"LOG".to_vec()),
+        ],
+    );
+    n.e.request_tx(n.now, id).unwrap();
+    n.pump();
+    // Each part was asked for twice: once per request.
+    assert_eq!(
+        n.ride_seen,
+        ["up", "up_img", "up_log", "up", "up_img", "up_log"]
+    );
+    assert_eq!(n.reqs.len(), 2);
+    let (a, b) = (n.reqs[0].clone(), n.reqs[1].clone());
+    assert_eq!((a.method.as_str(), a.path.as_str()), ("POST", "/up307"));
+    assert_eq!((b.method.as_str(), b.path.as_str()), ("POST", "/up-again"));
+    let bd = req_boundary(&b);
+    let want = format!(
+        "--{bd}\r\nContent-Disposition: form-data; name=\"meta\"\r\n\
+         Content-Type: application/json\r\n\r\n{{}}\r\n\
+         --{bd}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"pic.jpg\"\r\n\
+         Content-Type: image/jpeg\r\n\r\nIMG\r\n\
+         --{bd}\r\nContent-Disposition: form-data; name=\"log\"; filename=\"log.txt\"\r\n\
+         \r\nLOG\r\n--{bd}--\r\n"
+    );
+    assert_eq!(String::from_utf8(b.body.clone()).unwrap(), want);
+    n.assert_got(id, format!("resp:/up-again:{want}").as_bytes());
+
+    let p = n.e.create(n.now, "follow_post").unwrap();
+    n.e.set_metadata(p, "f", b"see").unwrap();
+    n.bodies.insert(p, b"form=1".to_vec());
+    n.e.request_tx_len(n.now, p, 6).unwrap();
+    n.pump();
+    let r: Vec<&Req> = n.reqs.iter().skip(2).collect();
+    assert_eq!(r.len(), 2);
+    assert_eq!(
+        (r[0].method.as_str(), r[0].body.as_slice()),
+        ("POST", &b"form=1"[..])
+    );
+    assert_eq!((r[1].method.as_str(), r[1].path.as_str()), ("GET", "/seen"));
+    assert!(r[1].body.is_empty());
+    n.assert_got(p, b"resp:/seen:");
 }

@@ -28,6 +28,23 @@ const POLICY: &str = r#"{
                 "http_url": "/form", "http_multipart_name": "file",
                 "http_multipart_filename": "a.txt", "http_multipart_content_type": "text/plain",
                 "retry": "r"}},
+    {"ride": {"endpoint": "127.0.0.1", "port": 80, "protocol": "h1", "http_method": "POST",
+              "http_url": "/form", "http_multipart_name": "meta",
+              "http_multipart_content_type": "application/json", "rideshare": "ride_img",
+              "retry": "r"}},
+    {"ride_img": {"endpoint": "127.0.0.1", "port": 80, "protocol": "h1",
+                  "http_multipart_name": "image", "http_multipart_filename": "pic.jpg",
+                  "http_multipart_content_type": "image/jpeg", "rideshare": "ride_log"}},
+    {"ride_log": {"endpoint": "127.0.0.1", "port": 80, "protocol": "h1",
+                  "http_multipart_name": "log", "http_multipart_filename": "log.txt"}},
+    {"ride2": {"endpoint": "127.0.0.1", "port": 80, "protocol": "h1", "http_method": "PUT",
+               "http_url": "/two", "http_multipart_name": "first", "rideshare": "ride_log",
+               "allow_redirects": true, "retry": "r"}},
+    {"ride_plain": {"endpoint": "127.0.0.1", "port": 80, "protocol": "h1",
+                    "http_method": "POST", "http_url": "/plain", "rideshare": "ride_plain2",
+                    "retry": "r"}},
+    {"ride_plain2": {"endpoint": "127.0.0.1", "port": 80, "protocol": "h1",
+                     "rideshare": "ride_plain"}},
     {"srv": {"server": true, "endpoint": "127.0.0.1", "port": 0, "protocol": "h1",
              "metadata": [{"mime": "content-type:"}, {"method": ""}, {"path": ""},
                           {"q": ""}, {"agent": "user-agent:"}]}},
@@ -1173,4 +1190,211 @@ fn validity_pings_and_hangup_follow_the_retry_policy() {
         Event::ConnectionError { reason, .. } if reason.contains("svalidhup")
     )));
     assert_eq!(t.states(s).last(), Some(&Disconnected));
+}
+
+/// The payload of a chunked body (the whole body must be there).
+fn dechunk(mut wire: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = wire.split_once("\r\n").expect("chunk size line");
+        let n = usize::from_str_radix(size, 16).expect("hex chunk size");
+        if n == 0 {
+            assert_eq!(rest, "\r\n", "nothing after the last chunk");
+            return out;
+        }
+        out.push_str(&rest[..n]);
+        assert_eq!(&rest[n..n + 2], "\r\n");
+        wire = &rest[n + 2..];
+    }
+}
+
+/// The boundary of a request's `multipart/form-data` Content-Type.
+fn boundary_of(head: &str) -> String {
+    head.lines()
+        .find_map(|l| l.strip_prefix("Content-Type: multipart/form-data; boundary="))
+        .expect("multipart content type")
+        .trim_matches('"')
+        .to_string()
+}
+
+/// The application side of a rideshare upload: on each `Writable` of `s`
+/// it asks `Engine::rideshare` which streamtype's part is due and writes
+/// that part's payload (from `parts`, in one or more writes, EOM on the
+/// last). Returns the streamtype names seen, one per `Writable`.
+fn ride_app(t: &mut Scripted, s: StreamId, parts: &[(&str, &[&[u8]])]) -> Vec<String> {
+    let writables = |t: &Scripted| {
+        t.events
+            .iter()
+            .filter(|e| matches!(e, Event::Writable { stream, .. } if *stream == s))
+            .count()
+    };
+    // Writables before the latest one were for earlier bodies.
+    let mut handled = writables(t).saturating_sub(1);
+    let mut seen = vec![];
+    loop {
+        let n = writables(t);
+        if n == handled {
+            return seen;
+        }
+        assert_eq!(n, handled + 1, "one Writable per part");
+        handled = n;
+        let cur = t.e.rideshare(s).unwrap().to_string();
+        let (_, writes) = parts
+            .iter()
+            .find(|(name, _)| *name == cur)
+            .unwrap_or_else(|| panic!("no part for {cur}"));
+        for (i, w) in writes.iter().enumerate() {
+            let mut f = if i == 0 { Flags::SOM } else { Flags::NONE };
+            if i + 1 == writes.len() {
+                f |= Flags::EOM;
+            }
+            t.e.write(t.now, s, w, f).unwrap();
+        }
+        seen.push(cur);
+        t.pump();
+    }
+}
+
+const OK_POST: [StreamState; 6] = [
+    Creating,
+    Poll,
+    Connecting,
+    Connected,
+    QosAckRemote,
+    Disconnected,
+];
+
+#[test]
+fn rideshare_chains_three_streamtypes_into_one_chunked_multipart_body() {
+    let mut t = Scripted::new();
+    let s = t.e.create(t.now, "ride").unwrap();
+    assert_eq!(t.e.rideshare(s), Some("ride"));
+    // A length is announced, but with a rideshare chain the total is not
+    // known: chunked, no Content-Length.
+    t.e.request_tx_len(t.now, s, 7).unwrap();
+    t.pump();
+    let head = t.take_sent();
+    assert!(
+        head.starts_with("POST /form HTTP/1.1\r\nHost: 127.0.0.1\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("Transfer-Encoding: chunked\r\n"), "{head}");
+    assert!(!head.contains("Content-Length"), "{head}");
+    assert!(head.ends_with("\r\n\r\n"), "{head}");
+    let b = boundary_of(&head);
+    let seen = ride_app(
+        &mut t,
+        s,
+        &[
+            ("ride", &[b"{\"k\":1}"]),
+            ("ride_img", &[b"JPEG", b"", b"DATA"]),
+            ("ride_log", &[b"log line\n"]),
+        ],
+    );
+    assert_eq!(seen, ["ride", "ride_img", "ride_log"]);
+    assert_eq!(t.e.rideshare(s), Some("ride_log"));
+    let wire = t.take_sent();
+    assert!(wire.ends_with("\r\n0\r\n\r\n"), "{wire:?}");
+    assert_eq!(
+        dechunk(&wire),
+        format!(
+            "--{b}\r\nContent-Disposition: form-data; name=\"meta\"\r\n\
+             Content-Type: application/json\r\n\r\n{{\"k\":1}}\r\n\
+             --{b}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"pic.jpg\"\r\n\
+             Content-Type: image/jpeg\r\n\r\nJPEGDATA\r\n\
+             --{b}\r\nContent-Disposition: form-data; name=\"log\"; filename=\"log.txt\"\r\n\
+             \r\nlog line\n\r\n--{b}--\r\n"
+        )
+    );
+    // Nothing more may be written: the body ended with the last streamtype.
+    assert!(t.e.write(t.now, s, b"late", Flags::EOM).is_err());
+    t.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    assert_eq!(t.states(s), OK_POST);
+    assert_eq!(t.e.rideshare(s), Some("ride"), "back to its own");
+    // The next transaction starts the chain again; an empty last part.
+    t.e.request_tx(t.now, s).unwrap();
+    t.pump();
+    let seen = ride_app(
+        &mut t,
+        s,
+        &[
+            ("ride", &[b"a"]),
+            ("ride_img", &[b"b"]),
+            ("ride_log", &[b""]),
+        ],
+    );
+    assert_eq!(seen, ["ride", "ride_img", "ride_log"]);
+    let sent = t.take_sent();
+    let (head, wire) = sent.split_once("\r\n\r\n").unwrap();
+    let b = boundary_of(head);
+    let body = dechunk(wire);
+    assert!(
+        body.ends_with(&format!(
+            "filename=\"pic.jpg\"\r\nContent-Type: image/jpeg\r\n\r\nb\r\n\
+             --{b}\r\nContent-Disposition: form-data; name=\"log\"; filename=\"log.txt\"\r\n\
+             \r\n\r\n--{b}--\r\n"
+        )),
+        "{body:?}"
+    );
+}
+
+#[test]
+fn a_307_asks_for_the_whole_rideshare_body_again_from_the_first_part() {
+    let mut t = Scripted::new();
+    let s = t.e.create(t.now, "ride2").unwrap();
+    t.e.request_tx(t.now, s).unwrap();
+    t.pump();
+    let parts: &[(&str, &[&[u8]])] = &[("ride2", &[b"one"]), ("ride_log", &[b"two"])];
+    assert_eq!(ride_app(&mut t, s, parts), ["ride2", "ride_log"]);
+    let first = t.take_sent();
+    assert!(first.starts_with("PUT /two HTTP/1.1\r\n"), "{first}");
+    t.feed(b"HTTP/1.1 307 Again\r\nLocation: /again\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(t.conns.len(), 2);
+    assert_eq!(t.e.rideshare(s), Some("ride2"), "the chain starts over");
+    assert_eq!(ride_app(&mut t, s, parts), ["ride2", "ride_log"]);
+    let sent = t.take_sent();
+    let (head, wire) = sent.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("PUT /again HTTP/1.1\r\n"), "{head}");
+    let b = boundary_of(head);
+    assert_eq!(
+        dechunk(wire),
+        format!(
+            "--{b}\r\nContent-Disposition: form-data; name=\"first\"\r\n\r\none\r\n\
+             --{b}\r\nContent-Disposition: form-data; name=\"log\"; filename=\"log.txt\"\r\n\
+             \r\ntwo\r\n--{b}--\r\n"
+        )
+    );
+    t.feed(b"HTTP/1.1 204 No Content\r\n\r\n");
+    assert_eq!(
+        t.states(s),
+        [
+            Creating,
+            Poll,
+            Connecting,
+            Connecting,
+            Connected,
+            QosAckRemote,
+            Disconnected
+        ]
+    );
+}
+
+#[test]
+fn rideshare_without_multipart_concatenates_and_a_cycle_ends_the_body() {
+    let mut t = Scripted::new();
+    let s = t.e.create(t.now, "ride_plain").unwrap();
+    t.e.request_tx(t.now, s).unwrap();
+    t.pump();
+    let head = t.take_sent();
+    assert!(!head.contains("Content-Type"), "{head}");
+    let seen = ride_app(
+        &mut t,
+        s,
+        &[("ride_plain", &[b"aa"]), ("ride_plain2", &[b"b"])],
+    );
+    // ride_plain2 names ride_plain again: the body ends there.
+    assert_eq!(seen, ["ride_plain", "ride_plain2"]);
+    assert_eq!(t.take_sent(), "2\r\naa\r\n1\r\nb\r\n0\r\n\r\n");
+    t.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(t.states(s), OK_POST);
 }

@@ -12,14 +12,20 @@
 //! others, and idles for `keepalive_idle` when it has none). A stream reset
 //! or a lost connection fails its streams (UNREACHABLE, or DISCONNECTED after
 //! CONNECTED) and they retry per policy; 503 / 429 conceal the attempt.
-//! Differences from HTTP/1.1: redirects are not followed (they fail the
-//! attempt, the default), and `http_multipart_name` wrapping is not applied.
+//! Like HTTP/1.1 too (and with the same code, in `http.rs`): redirects fail
+//! the attempt unless `allow_redirects` (then the stream leaves with
+//! RST_STREAM(CANCEL) and follows, riding an h2 connection to the new place
+//! if there is one), `http_multipart_name` wraps the body as multipart parts
+//! (following a `rideshare` chain part by part; HTTP/2 needs no length, so
+//! the body is plain DATA), and `http_multipart_ss_in` splits a multipart
+//! response into parts.
 //!
 //! Over plain TCP, or when ALPN picks `http/1.1`, an h2 streamtype speaks
 //! HTTP/1.1 (the reference's fallback).
 
+use super::http::{multipart_end, multipart_in, multipart_rx};
 use super::{ConnId, Engine, Error, Event, Proto, Seq, StreamId, Timer};
-use crate::proto::h1;
+use crate::proto::h1::{self, multipart};
 use crate::proto::h2::{H2Client, H2Config, H2Error, H2Event, RequestHead, StreamKey};
 use crate::state::{Flags, StreamState};
 use std::collections::{BTreeMap, VecDeque};
@@ -39,6 +45,10 @@ struct Member {
     /// Body bytes the machine has not taken yet, and whether they end it.
     pending: Vec<u8>,
     pending_eom: bool,
+    /// Multipart framing of the request body (`http_multipart_name`).
+    mp: Option<multipart::Writer>,
+    /// A multipart response being split into parts (`http_multipart_ss_in`).
+    multipart: Option<multipart::Decoder>,
 }
 
 /// A client HTTP/2 connection shared by several streams.
@@ -102,26 +112,15 @@ impl Engine {
         }));
         c.ready = true;
         c.pool = None;
-        if let Some(key) = self.h2_key(sid) {
+        if let Some(key) = self.h2_key_of(sid) {
             self.h2_conns.insert(key, conn);
         }
         self.h2_attach(now, conn, sid);
     }
 
-    /// The sharing key of a stream.
-    fn h2_key(&self, sid: StreamId) -> Option<super::PoolKey> {
-        let s = self.streams.get(&sid)?;
-        let (target, tls) = super::resolve_endpoint(s).ok()?;
-        let t = match target {
-            super::Target::Addr(a) => a.to_string(),
-            super::Target::Host(h) => h.to_ascii_lowercase(),
-        };
-        Some((t, s.st.port, tls))
-    }
-
     /// Ride an existing HTTP/2 connection to the same place, if there is one.
     pub(super) fn h2_join(&mut self, now: Instant, sid: StreamId) -> bool {
-        let Some(key) = self.h2_key(sid) else {
+        let Some(key) = self.h2_key_of(sid) else {
             return false;
         };
         let Some(&conn) = self.h2_conns.get(&key) else {
@@ -208,13 +207,30 @@ impl Engine {
             }
         };
         let tls = self.conns.get(&conn).is_some_and(|c| c.tls.is_some());
-        let end_stream = head.body == h1::BodyMode::None;
+        let no_body = head.body == h1::BodyMode::None;
+        let mut mp = match head.multipart.as_ref().map(multipart::Writer::new) {
+            Some(Err(e)) => {
+                if let Some(h) = self.conns.get_mut(&conn).and_then(|c| h2_of(&mut c.proto)) {
+                    h.waiting.pop_front();
+                }
+                self.h2_member_fail(now, conn, sid, e.to_string());
+                return true;
+            }
+            Some(Ok(w)) => Some(w),
+            None => None,
+        };
+        // A bodiless multipart request still carries its (empty) part.
+        let end_stream = no_body && mp.is_none();
+        let mut headers = head.headers.clone();
+        if let Some(ct) = head.implied_content_type() {
+            headers.push(("content-type".into(), ct));
+        }
         let req = RequestHead {
             method: head.method.clone(),
             path: head.path.clone(),
             authority: head.host.clone(),
             scheme: if tls { "https" } else { "http" }.into(),
-            headers: head.headers.clone(),
+            headers,
             end_stream,
         };
         let Some(h) = self.conns.get_mut(&conn).and_then(|c| h2_of(&mut c.proto)) else {
@@ -227,16 +243,26 @@ impl Engine {
                 if let Some(m) = h.members.get_mut(&sid) {
                     m.key = Some(key);
                     m.body_open = !end_stream;
-                    m.had_body = !end_stream;
+                    m.had_body = !no_body;
                     m.som_pending = true;
+                    if no_body {
+                        if let Some(w) = mp.as_mut() {
+                            w.finish(&mut m.pending);
+                            m.pending_eom = true;
+                        }
+                    }
+                    m.mp = mp;
                 }
-                if end_stream {
+                if no_body {
                     self.tx_pending.remove(&sid);
                 }
                 self.timers.set(
                     Timer::HttpSilence(conn),
                     now + self.config.http_silence_timeout,
                 );
+                if no_body && !end_stream {
+                    self.h2_push_pending(now, conn, sid);
+                }
                 true
             }
             Err(H2Error::WouldBlock) => false,
@@ -288,6 +314,21 @@ impl Engine {
                 let Some(m) = h.members.get_mut(&sid) else {
                     return;
                 };
+                if let Some(dec) = m.multipart.as_mut() {
+                    let res = multipart_rx(dec, sid, &data, &mut self.events);
+                    if let Err(e) = res {
+                        let _ = h.m.reset(key, CANCEL);
+                        self.h2_member_fail(now, conn, sid, e.to_string());
+                        return;
+                    }
+                    if eom {
+                        if let Some(dec) = m.multipart.take() {
+                            multipart_end(dec, sid, &mut self.events);
+                        }
+                        self.h2_done(now, conn, sid);
+                    }
+                    return;
+                }
                 let mut flags = Flags::NONE;
                 if m.som_pending && (!data.is_empty() || eom) {
                     flags |= Flags::SOM;
@@ -353,7 +394,8 @@ impl Engine {
         let Some(st) = self.streams.get(&sid).map(|s| s.st.clone()) else {
             return;
         };
-        if status == 503 || status == 429 || h1::redirect_target(status, &headers).is_some() {
+        let redirect = h1::redirect_target(status, &headers);
+        if status == 503 || status == 429 || redirect.is_some() {
             if let Some(h) = self.conns.get_mut(&conn).and_then(|c| h2_of(&mut c.proto)) {
                 let _ = h.m.reset(key, CANCEL);
             }
@@ -370,13 +412,15 @@ impl Engine {
                     s.seq = Seq::Idle;
                 }
                 self.backoff(now, sid, false, after);
-            } else {
-                self.h2_member_fail(
-                    now,
-                    conn,
-                    sid,
-                    format!("h2: redirect ({status}) not followed"),
-                );
+            } else if let Some(loc) = redirect {
+                match self.redirect_plan(sid, status, &loc) {
+                    Err(reason) => self.h2_member_fail(now, conn, sid, reason),
+                    Ok((target, resend_body)) => {
+                        // The connection stays for its other streams.
+                        self.h2_detach(now, conn, sid);
+                        self.redirect_follow(now, sid, target, resend_body);
+                    }
+                }
             }
             return;
         }
@@ -397,6 +441,17 @@ impl Engine {
             Some(e) => status == e,
             None => (200..300).contains(&status),
         };
+        let dec = match multipart_in(&st, &headers) {
+            Ok(d) => d,
+            Err(e) => {
+                if let Some(h) = self.conns.get_mut(&conn).and_then(|c| h2_of(&mut c.proto)) {
+                    let _ = h.m.reset(key, CANCEL);
+                }
+                self.h2_member_fail(now, conn, sid, e.to_string());
+                return;
+            }
+        };
+        let related = dec.is_some();
         if let Some(m) = self
             .conns
             .get_mut(&conn)
@@ -404,9 +459,17 @@ impl Engine {
             .and_then(|h| h.members.get_mut(&sid))
         {
             m.good = good;
+            m.multipart = dec;
         }
         if !self.streams.get(&sid).is_some_and(|s| s.connected_reported) {
             self.emit_state(sid, StreamState::Connected, 0);
+        }
+        if related {
+            self.events.push_back(Event::Rx {
+                stream: sid,
+                data: Vec::new(),
+                flags: Flags::RELATED_START,
+            });
         }
     }
 
@@ -462,6 +525,9 @@ impl Engine {
             s.seq = Seq::Idle;
             s.tries = 0;
             s.tx_len = None;
+            s.redirects = 0;
+            s.redirect = None;
+            s.ride.clear();
         }
         self.emit_state(sid, StreamState::Disconnected, 0);
         if self.tx_pending.contains(&sid) {
@@ -479,6 +545,8 @@ impl Engine {
             return;
         };
         s.seq = Seq::Idle;
+        s.redirect = None;
+        s.redirects = 0;
         let reported = s.connected_reported;
         if reported {
             self.emit_state(sid, StreamState::Disconnected, 0);
@@ -516,12 +584,56 @@ impl Engine {
         let Some(m) = h.members.get_mut(&id) else {
             return Err(Error::NotConnected(id));
         };
-        if m.key.is_none() || !m.body_open {
+        if m.key.is_none() || !m.body_open || m.pending_eom {
             return Err(Error::WrongKind("this request has no body to write"));
         }
-        m.pending.extend_from_slice(data);
-        m.pending_eom = flags.contains(Flags::EOM);
+        // An EOM ends the body, or only this part of a rideshare chain.
+        let next = if flags.contains(Flags::EOM) {
+            self.ride_next(id)
+        } else {
+            None
+        };
+        let eom = flags.contains(Flags::EOM) && next.is_none();
+        let Some(m) = self
+            .conns
+            .get_mut(&conn)
+            .and_then(|c| h2_of(&mut c.proto))
+            .and_then(|h| h.members.get_mut(&id))
+        else {
+            return Err(Error::NotConnected(id));
+        };
+        let mut res = Ok(());
+        match m.mp.as_mut() {
+            Some(w) => {
+                res = w.data(data, &mut m.pending);
+                if res.is_ok() {
+                    if let Some(Some(spec)) = &next {
+                        res = w.next_part(spec);
+                    }
+                    if eom {
+                        w.finish(&mut m.pending);
+                    }
+                }
+            }
+            None => m.pending.extend_from_slice(data),
+        }
+        m.pending_eom = eom;
+        if let Err(e) = res {
+            let msg = e.to_string();
+            if let Some(h) = self.conns.get_mut(&conn).and_then(|c| h2_of(&mut c.proto)) {
+                if let Some(key) = h.members.get(&id).and_then(|m| m.key) {
+                    let _ = h.m.reset(key, CANCEL);
+                }
+            }
+            self.h2_member_fail(now, conn, id, msg.clone());
+            return Err(Error::Protocol(msg));
+        }
         self.h2_push_pending(now, conn, id);
+        if next.is_some() {
+            // The next streamtype's part is asked for once this one is taken.
+            self.tx_pending.insert(id);
+            self.service_tx();
+        }
         Ok(data.len())
     }
 

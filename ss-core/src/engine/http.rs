@@ -200,6 +200,76 @@ fn parse_location(loc: &str, cur_host: &str, cur_port: u16, cur_tls: bool) -> Op
     })
 }
 
+/// The multipart part a streamtype's payload goes in (`http_multipart_name`,
+/// `_filename`, `_content_type`), if it names one.
+fn part_spec(st: &StreamType, boundary: &str) -> Option<multipart::Spec> {
+    let name = st.http.multipart_name.as_deref()?;
+    let mut spec = multipart::Spec::new(name);
+    spec.boundary = boundary.to_string();
+    spec.filename = st.http.multipart_filename.clone();
+    spec.content_type = st.http.multipart_content_type.clone();
+    Some(spec)
+}
+
+/// `http_multipart_ss_in`: a decoder for a `multipart/*` response of a
+/// streamtype that asks for the split (`None` otherwise).
+pub(super) fn multipart_in(
+    st: &StreamType,
+    headers: &[(String, String)],
+) -> Result<Option<multipart::Decoder>, h1::H1Error> {
+    if !st.http.multipart_ss_in {
+        return Ok(None);
+    }
+    match h1::header(headers, "content-type") {
+        Some(ct)
+            if ct
+                .trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/") =>
+        {
+            multipart::Decoder::from_content_type(ct).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Response body bytes of a split multipart response: each part's payload
+/// as rx SOM..EOM, `RELATED_END` after the closing boundary.
+pub(super) fn multipart_rx(
+    dec: &mut multipart::Decoder,
+    sid: StreamId,
+    data: &[u8],
+    events: &mut VecDeque<Event>,
+) -> Result<(), h1::H1Error> {
+    let mut parts = Vec::new();
+    let r = dec.feed(data, &mut parts);
+    for p in parts {
+        let (data, flags) = match p {
+            multipart::Event::Part { .. } => continue,
+            multipart::Event::Data { data, flags } => (data, flags),
+            multipart::Event::End => (Vec::new(), Flags::RELATED_END),
+        };
+        events.push_back(Event::Rx {
+            stream: sid,
+            data,
+            flags,
+        });
+    }
+    r
+}
+
+/// The response ended: a split multipart body that lacked its closing
+/// boundary still closes its group.
+pub(super) fn multipart_end(dec: multipart::Decoder, sid: StreamId, events: &mut VecDeque<Event>) {
+    if !dec.is_done() {
+        events.push_back(Event::Rx {
+            stream: sid,
+            data: Vec::new(),
+            flags: Flags::RELATED_END,
+        });
+    }
+}
+
 /// The value of URL argument `name` in a request target (`?a=1&b=2`).
 fn url_arg<'a>(path: &'a str, name: &str) -> Option<&'a str> {
     let (_, query) = path.split_once('?')?;
@@ -310,19 +380,52 @@ impl Engine {
             _ if body_wanted && method_has_body(&method) => BodyMode::Chunked,
             _ => BodyMode::None,
         };
-        if let Some(name) = &st.http.multipart_name {
-            let mut spec = multipart::Spec::new(name);
-            spec.boundary = format!(
+        if st.http.rideshare.is_some() && head.body != BodyMode::None {
+            // Parts of further streamtypes follow: the total is not known.
+            head.body = BodyMode::Chunked;
+        }
+        if st.http.multipart_name.is_some() {
+            let boundary = format!(
                 "ss-{:016x}{:016x}",
                 self.rng.next_u64(),
                 self.rng.next_u64()
             );
-            spec.filename = st.http.multipart_filename.clone();
-            spec.content_type = st.http.multipart_content_type.clone();
-            head.multipart = Some(spec);
+            head.multipart = part_spec(st, &boundary);
         }
         head.form_urlencoded = st.http.www_form_urlencoded;
+        // A new body starts with the stream's own streamtype.
+        let boundary = head.multipart.as_ref().map(|m| m.boundary.clone());
+        if let Some(s) = self.streams.get_mut(&sid) {
+            s.ride.clear();
+            s.boundary = boundary;
+        }
         Ok(head)
+    }
+
+    /// The application ended a part of `sid`'s request body with EOM: move
+    /// on down the `rideshare` chain. `None` when the body ends here (the
+    /// current streamtype names no `rideshare`, or the next one was already
+    /// used in this body, so a cycle cannot make it endless); otherwise the
+    /// next part's header, if the body is multipart and the next streamtype
+    /// has `http_multipart_name` (without one, as in the reference, its
+    /// payload just follows in the current part).
+    pub(super) fn ride_next(&mut self, sid: StreamId) -> Option<Option<multipart::Spec>> {
+        let s = self.streams.get(&sid)?;
+        let cur = match s.ride.last() {
+            Some(name) => self.shared.get(name).map(|(st, _)| st.clone())?,
+            None => s.st.clone(),
+        };
+        let next = cur.http.rideshare.as_deref()?;
+        if next == s.st.name || s.ride.iter().any(|r| r == next) {
+            return None;
+        }
+        let (next_st, _) = self.shared.get(next)?;
+        let spec = s.boundary.as_deref().and_then(|b| part_spec(next_st, b));
+        let name = next_st.name.clone();
+        if let Some(s) = self.streams.get_mut(&sid) {
+            s.ride.push(name);
+        }
+        Some(spec)
     }
 
     /// The transport is up: send the request.
@@ -376,16 +479,35 @@ impl Engine {
         data: &[u8],
         flags: Flags,
     ) -> Result<usize, Error> {
+        match self.conns.get_mut(&conn).and_then(client_of) {
+            None => return Err(Error::NotConnected(id)),
+            Some(t) if !t.wants_body() => {
+                return Err(Error::WrongKind("this request has no body to write"))
+            }
+            Some(_) => {}
+        }
+        // An EOM ends the body, or only this part of a rideshare chain.
+        let next = if flags.contains(Flags::EOM) {
+            self.ride_next(id)
+        } else {
+            None
+        };
         let Some(t) = self.conns.get_mut(&conn).and_then(client_of) else {
             return Err(Error::NotConnected(id));
         };
-        if !t.wants_body() {
-            return Err(Error::WrongKind("this request has no body to write"));
-        }
         let mut out = h1::Out::default();
-        let res = t.m.write_body(data, flags.contains(Flags::EOM), &mut out);
+        let eom = flags.contains(Flags::EOM) && next.is_none();
+        let mut res = t.m.write_body(data, eom, &mut out);
+        if let (Ok(()), Some(Some(spec))) = (&res, &next) {
+            res = t.m.next_part(spec);
+        }
         t.body_open = res.is_ok() && !t.m.is_request_sent();
         self.transmit(conn, out.transmit);
+        if res.is_ok() && next.is_some() {
+            // The next streamtype's part is asked for at once.
+            self.tx_pending.insert(id);
+            self.service_tx();
+        }
         match res {
             Ok(()) => Ok(data.len()),
             Err(e) => {
@@ -432,22 +554,9 @@ impl Engine {
                     return false;
                 };
                 if let Some(dec) = t.multipart.as_mut() {
-                    let mut parts = Vec::new();
-                    if let Err(e) = dec.feed(&data, &mut parts) {
+                    if let Err(e) = multipart_rx(dec, sid, &data, &mut self.events) {
                         self.attempt_fail(now, conn, e.to_string());
                         return false;
-                    }
-                    for p in parts {
-                        let (data, flags) = match p {
-                            multipart::Event::Part { .. } => continue,
-                            multipart::Event::Data { data, flags } => (data, flags),
-                            multipart::Event::End => (Vec::new(), Flags::RELATED_END),
-                        };
-                        self.events.push_back(Event::Rx {
-                            stream: sid,
-                            data,
-                            flags,
-                        });
                     }
                 } else {
                     self.events.push_back(Event::Rx {
@@ -517,29 +626,17 @@ impl Engine {
             Some(e) => status == e,
             None => (200..300).contains(&status),
         };
-        let mut related = false;
+        let dec = match multipart_in(&st, &headers) {
+            Ok(d) => d,
+            Err(e) => {
+                self.attempt_fail(now, conn, e.to_string());
+                return false;
+            }
+        };
+        let related = dec.is_some();
         if let Some(t) = self.conns.get_mut(&conn).and_then(client_of) {
             t.good = good;
-            if st.http.multipart_ss_in {
-                if let Some(ct) = h1::header(&headers, "content-type") {
-                    if ct
-                        .trim_start()
-                        .to_ascii_lowercase()
-                        .starts_with("multipart/")
-                    {
-                        match multipart::Decoder::from_content_type(ct) {
-                            Ok(d) => {
-                                t.multipart = Some(d);
-                                related = true;
-                            }
-                            Err(e) => {
-                                self.attempt_fail(now, conn, e.to_string());
-                                return false;
-                            }
-                        }
-                    }
-                }
-            }
+            t.multipart = dec;
         }
         if !self.streams.get(&sid).is_some_and(|s| s.connected_reported) {
             self.emit_state(sid, StreamState::Connected, 0);
@@ -582,25 +679,36 @@ impl Engine {
         status: u16,
         loc: &str,
     ) -> bool {
-        let Some(s) = self.streams.get(&sid) else {
-            return false;
-        };
-        let st = s.st.clone();
+        match self.redirect_plan(sid, status, loc) {
+            Err(reason) => self.attempt_fail(now, conn, reason),
+            Ok((target, resend_body)) => {
+                self.close_conn(conn);
+                self.drop_conn(conn);
+                self.redirect_follow(now, sid, target, resend_body);
+            }
+        }
+        false
+    }
+
+    /// Whether and where stream `sid` follows a redirect (`status` to
+    /// `loc`), for HTTP/1.1 and HTTP/2 alike: not unless `allow_redirects`
+    /// (and never with `http_fail_redirect`), at most
+    /// `EngineConfig::max_redirects` hops; 303, and 301/302 except for HEAD,
+    /// turn the method into GET, 307/308 keep it (and the body, which must be
+    /// written again). The target and whether the body is resent, or why not.
+    pub(super) fn redirect_plan(
+        &self,
+        sid: StreamId,
+        status: u16,
+        loc: &str,
+    ) -> Result<(Redirect, bool), String> {
+        let s = self.streams.get(&sid).ok_or("stream gone")?;
+        let st = &s.st;
         if st.http.fail_redirect || !st.http.allow_redirects {
-            self.attempt_fail(
-                now,
-                conn,
-                format!("http: redirect ({status}) to {loc} not followed"),
-            );
-            return false;
+            return Err(format!("http: redirect ({status}) to {loc} not followed"));
         }
         if s.redirects >= self.config.max_redirects {
-            self.attempt_fail(
-                now,
-                conn,
-                format!("http: more than {} redirects", s.redirects),
-            );
-            return false;
+            return Err(format!("http: more than {} redirects", s.redirects));
         }
         let (cur_host, cur_port, cur_tls) = match &s.redirect {
             Some(r) => (r.host.clone(), r.port, r.tls),
@@ -611,12 +719,7 @@ impl Engine {
             }
         };
         let Some(mut target) = parse_location(loc, &cur_host, cur_port, cur_tls) else {
-            self.attempt_fail(
-                now,
-                conn,
-                format!("http: unusable redirect location {loc:?}"),
-            );
-            return false;
+            return Err(format!("http: unusable redirect location {loc:?}"));
         };
         let method = s
             .redirect
@@ -630,8 +733,18 @@ impl Engine {
             target.method = Some(method.clone());
         }
         let resend_body = keep_method && method_has_body(&method);
-        self.close_conn(conn);
-        self.drop_conn(conn);
+        Ok((target, resend_body))
+    }
+
+    /// Follow a planned redirect once the stream has left its connection:
+    /// count the hop and connect to the new target (CONNECTING again).
+    pub(super) fn redirect_follow(
+        &mut self,
+        now: Instant,
+        sid: StreamId,
+        target: Redirect,
+        resend_body: bool,
+    ) {
         if let Some(s) = self.streams.get_mut(&sid) {
             s.redirects += 1;
             s.redirect = Some(target);
@@ -646,20 +759,14 @@ impl Engine {
             self.tx_pending.remove(&sid);
         }
         self.start_connect(now, sid, false);
-        false
     }
 
     /// The response completed: ACK / NACK, release the connection, DISCONNECTED.
     fn h1c_done(&mut self, now: Instant, conn: ConnId, sid: StreamId, keep_alive: bool) {
         let (good, reusable) = match self.conns.get_mut(&conn).and_then(client_of) {
             Some(t) => {
-                if t.multipart.take().is_some_and(|d| !d.is_done()) {
-                    // The body ended inside a part: close the group anyway.
-                    self.events.push_back(Event::Rx {
-                        stream: sid,
-                        data: Vec::new(),
-                        flags: Flags::RELATED_END,
-                    });
+                if let Some(d) = t.multipart.take() {
+                    multipart_end(d, sid, &mut self.events);
                 }
                 t.started = false;
                 t.body_open = false;
@@ -694,6 +801,7 @@ impl Engine {
             s.redirects = 0;
             s.redirect = None;
             s.tx_len = None;
+            s.ride.clear();
         }
         let open = self
             .conns

@@ -71,6 +71,11 @@ struct Stream {
     redirect: Option<http::Redirect>,
     /// The application paused this stream's rx ([`Engine::set_rx_paused`]).
     rx_paused: bool,
+    /// The client request body's `rideshare` chain: the streamtypes whose
+    /// parts followed the stream's own, in order (empty: still its own).
+    ride: Vec<String>,
+    /// The multipart boundary of the request body, when it is wrapped.
+    boundary: Option<String>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -623,6 +628,16 @@ impl Engine {
         self.streams.get(&id).map(|s| s.st.name.as_str())
     }
 
+    /// The streamtype whose part of the request body the stream is producing
+    /// (the reference's `lws_ss_rideshare`): its own streamtype, until an
+    /// EOM ends a part whose streamtype names a `rideshare`; then that one,
+    /// and so on down the chain. Back to its own when a request starts.
+    /// `None` if there is no such stream.
+    pub fn rideshare(&self, id: StreamId) -> Option<&str> {
+        let s = self.streams.get(&id)?;
+        Some(s.ride.last().map_or(s.st.name.as_str(), String::as_str))
+    }
+
     /// The connection currently carrying the stream, if any (adapters use it
     /// to apply back-pressure to one connection's reads).
     pub fn conn_of(&self, id: StreamId) -> Option<ConnId> {
@@ -1140,6 +1155,8 @@ impl Engine {
                 redirects: 0,
                 redirect: None,
                 rx_paused: false,
+                ride: Vec::new(),
+                boundary: None,
             },
         );
     }
@@ -1460,7 +1477,8 @@ impl Engine {
         }
     }
 
-    /// The sharing key of a stream's target (host, port, TLS).
+    /// The sharing key of a stream's target (host, port, TLS; a followed
+    /// redirect's, if any).
     fn h2_key_of(&self, id: StreamId) -> Option<PoolKey> {
         let s = self.streams.get(&id)?;
         let (target, tls) = resolve_endpoint(s).ok()?;
@@ -1468,7 +1486,7 @@ impl Engine {
             Target::Addr(a) => a.to_string(),
             Target::Host(h) => h.to_ascii_lowercase(),
         };
-        Some((t, s.st.port, tls))
+        Some((t, s.redirect.as_ref().map_or(s.st.port, |r| r.port), tls))
     }
 
     /// Whether `conn` is a shared HTTP/2 connection.

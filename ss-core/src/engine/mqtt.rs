@@ -474,7 +474,12 @@ impl Engine {
                     if let Some(s) = self.streams.get_mut(&sid) {
                         s.seq = Seq::Idle;
                     }
-                    let st = if auth {
+                    // AUTH_FAILED cannot follow every state (e.g. TIMEOUT in
+                    // the reference's table): UNREACHABLE says it then.
+                    let st = if auth
+                        && StreamState::AuthFailed
+                            .is_legal_after(self.streams.get(&sid).and_then(|s| s.last_state))
+                    {
                         StreamState::AuthFailed
                     } else {
                         StreamState::Unreachable

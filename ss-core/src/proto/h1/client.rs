@@ -2,7 +2,7 @@
 //! reusable after a keep-alive response.
 
 use super::body::{Framing, Reader};
-use super::multipart::Spec;
+use super::multipart::{Spec, Writer};
 use super::{
     chunked, content_length, keep_alive, map_parse_error, own_headers, transfer_chunked,
     with_header_slots, write_headers, BodyMode, H1Error, H1Event, HeadBuf, HeadStep, Limits, Out,
@@ -30,7 +30,8 @@ pub struct RequestHead {
     /// How the body is framed. With `multipart`, a content length counts
     /// only the payload the application writes; the wrapping is added.
     pub body: BodyMode,
-    /// Wrap the body as one `multipart/form-data` part.
+    /// Wrap the body as `multipart/form-data`, starting with this part
+    /// (further parts: [`Client::next_part`], chunked bodies only).
     pub multipart: Option<Spec>,
     /// Mark the body `application/x-www-form-urlencoded` (ignored with
     /// `multipart` or when a `Content-Type` header is given).
@@ -50,6 +51,19 @@ impl RequestHead {
             form_urlencoded: false,
         }
     }
+
+    /// The `Content-Type` the request gets from `multipart` or
+    /// `form_urlencoded`, unless `headers` already has one.
+    pub fn implied_content_type(&self) -> Option<String> {
+        if super::header(&self.headers, "content-type").is_some() {
+            return None;
+        }
+        match &self.multipart {
+            Some(mp) => Some(mp.content_type_header()),
+            None if self.form_urlencoded => Some("application/x-www-form-urlencoded".into()),
+            None => None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -61,10 +75,8 @@ enum Tx {
         chunked: bool,
         /// Payload bytes still due (content-length mode).
         remaining: u64,
-        /// Multipart preamble not yet written.
-        preamble: Option<Vec<u8>>,
-        /// Multipart epilogue to write at the end.
-        epilogue: Option<Vec<u8>>,
+        /// Multipart framing of the payload.
+        mp: Option<Writer>,
     },
     /// The request is fully written.
     Sent,
@@ -163,9 +175,7 @@ impl Client {
         {
             return Err(H1Error::InvalidOutgoing(format!("host {:?}", head.host)));
         }
-        if let Some(mp) = &head.multipart {
-            mp.validate()?;
-        }
+        let mp = head.multipart.as_ref().map(Writer::new).transpose()?;
         let mut buf = Vec::with_capacity(256);
         buf.extend_from_slice(head.method.as_bytes());
         buf.push(b' ');
@@ -177,15 +187,10 @@ impl Client {
             buf.extend_from_slice(b"\r\n");
         }
         write_headers(&head.headers, &mut buf)?;
-        let has_ct = super::header(&head.headers, "content-type").is_some();
-        if let Some(mp) = &head.multipart {
-            if !has_ct {
-                buf.extend_from_slice(b"Content-Type: ");
-                buf.extend_from_slice(mp.content_type_header().as_bytes());
-                buf.extend_from_slice(b"\r\n");
-            }
-        } else if head.form_urlencoded && !has_ct {
-            buf.extend_from_slice(b"Content-Type: application/x-www-form-urlencoded\r\n");
+        if let Some(ct) = head.implied_content_type() {
+            buf.extend_from_slice(b"Content-Type: ");
+            buf.extend_from_slice(ct.as_bytes());
+            buf.extend_from_slice(b"\r\n");
         }
         let overhead = head.multipart.as_ref().map_or(0, Spec::overhead);
         let tx = match head.body {
@@ -220,9 +225,8 @@ impl Client {
         self.rx = Rx::Head;
         match tx {
             None => {
-                if let Some(mp) = &head.multipart {
-                    out.transmit.extend_from_slice(&mp.preamble());
-                    out.transmit.extend_from_slice(&mp.epilogue());
+                if let Some(mut mp) = mp {
+                    mp.finish(&mut out.transmit);
                 }
                 self.tx = Tx::Sent;
                 out.events.push(H1Event::Sent {
@@ -233,8 +237,7 @@ impl Client {
                 self.tx = Tx::Body {
                     chunked,
                     remaining,
-                    preamble: head.multipart.as_ref().map(Spec::preamble),
-                    epilogue: head.multipart.as_ref().map(Spec::epilogue),
+                    mp,
                 };
                 if !chunked && remaining == 0 {
                     // Nothing to wait for: finish the body now.
@@ -253,8 +256,7 @@ impl Client {
         let Tx::Body {
             chunked,
             remaining,
-            preamble,
-            epilogue,
+            mp,
         } = &mut self.tx
         else {
             if data.is_empty() && matches!(self.tx, Tx::Sent) {
@@ -263,10 +265,15 @@ impl Client {
             return Err(H1Error::InvalidState("no request body in progress"));
         };
         let done = if *chunked {
-            let mut payload = preamble.take().unwrap_or_default();
-            payload.extend_from_slice(data);
-            if eom {
-                payload.extend_from_slice(&epilogue.take().unwrap_or_default());
+            let mut payload = Vec::new();
+            match mp {
+                Some(mp) => {
+                    mp.data(data, &mut payload)?;
+                    if eom {
+                        mp.finish(&mut payload);
+                    }
+                }
+                None => payload.extend_from_slice(data),
             }
             chunked::encode_chunk(&payload, &mut out.transmit);
             if eom {
@@ -284,14 +291,15 @@ impl Client {
                 let e = Err(H1Error::BodyTooShort);
                 return self.fail(e);
             }
-            if let Some(p) = preamble.take() {
-                out.transmit.extend_from_slice(&p);
-            }
-            out.transmit.extend_from_slice(data);
             let done = *remaining == 0;
-            if done {
-                out.transmit
-                    .extend_from_slice(&epilogue.take().unwrap_or_default());
+            match mp {
+                Some(mp) => {
+                    mp.data(data, &mut out.transmit)?;
+                    if done {
+                        mp.finish(&mut out.transmit);
+                    }
+                }
+                None => out.transmit.extend_from_slice(data),
             }
             done
         };
@@ -303,6 +311,30 @@ impl Client {
             self.maybe_reset();
         }
         Ok(())
+    }
+
+    /// End the current multipart part of a chunked request body: the next
+    /// payload goes into a new part described by `spec` (same boundary as
+    /// the request's [`RequestHead::multipart`]). The part header goes out
+    /// with the next payload, or with the end of the body.
+    pub fn next_part(&mut self, spec: &Spec) -> Result<(), H1Error> {
+        self.check()?;
+        match &mut self.tx {
+            Tx::Body {
+                chunked: true,
+                mp: Some(mp),
+                ..
+            } => {
+                let r = mp.next_part(spec);
+                self.fail(r)
+            }
+            Tx::Body { mp: Some(_), .. } => Err(H1Error::InvalidState(
+                "further multipart parts need a chunked body",
+            )),
+            _ => Err(H1Error::InvalidState(
+                "no multipart request body in progress",
+            )),
+        }
     }
 
     /// Once request and response are both complete on a kept-alive

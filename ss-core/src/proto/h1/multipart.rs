@@ -1,5 +1,6 @@
-//! `multipart/form-data`: wrapping of one outgoing body as a single part
-//! ([`Spec`], used by the client machine) and a streaming decoder for
+//! `multipart/form-data`: wrapping of an outgoing body as one or more parts
+//! ([`Spec`] describes a part, [`Writer`] frames the body; used by the client
+//! machine and by the engine's HTTP/2 client) and a streaming decoder for
 //! incoming multipart bodies ([`Decoder`]).
 
 use super::{H1Error, Limits};
@@ -89,6 +90,78 @@ impl Spec {
     /// Bytes the wrapping adds to the payload.
     pub fn overhead(&self) -> u64 {
         (self.preamble().len() + self.epilogue().len()) as u64
+    }
+}
+
+/// Frames an outgoing body as `multipart/form-data`: the first part's header
+/// (from the [`Spec`] it starts with), the payload, a new part header for
+/// each [`Writer::next_part`], and the closing boundary at
+/// [`Writer::finish`]. Part headers are held until the next payload (or the
+/// end), so a part may be empty.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Writer {
+    boundary: String,
+    /// Framing bytes due before the next payload.
+    pending: Vec<u8>,
+    /// The closing boundary was written.
+    finished: bool,
+}
+
+impl Writer {
+    /// A body whose first part is `spec`.
+    pub fn new(spec: &Spec) -> Result<Self, H1Error> {
+        spec.validate()?;
+        Ok(Writer {
+            boundary: spec.boundary.clone(),
+            pending: spec.preamble(),
+            finished: false,
+        })
+    }
+
+    /// The boundary every part of this body uses.
+    pub fn boundary(&self) -> &str {
+        &self.boundary
+    }
+
+    /// Whether the closing boundary was written.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// End the current part; the next payload goes into a new part
+    /// described by `spec`, whose boundary must be this body's.
+    pub fn next_part(&mut self, spec: &Spec) -> Result<(), H1Error> {
+        if self.finished {
+            return Err(H1Error::InvalidState("multipart body already finished"));
+        }
+        spec.validate()?;
+        if spec.boundary != self.boundary {
+            return Err(H1Error::MultipartBoundary);
+        }
+        self.pending.extend_from_slice(b"\r\n");
+        self.pending.extend_from_slice(&spec.preamble());
+        Ok(())
+    }
+
+    /// Append payload of the current part to `out` (after any framing due).
+    pub fn data(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), H1Error> {
+        if self.finished {
+            return Err(H1Error::InvalidState("multipart body already finished"));
+        }
+        out.append(&mut self.pending);
+        out.extend_from_slice(data);
+        Ok(())
+    }
+
+    /// End the last part and the body: append what is due and the closing
+    /// boundary to `out`. Later calls append nothing.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        out.append(&mut self.pending);
+        out.extend_from_slice(format!("\r\n--{}--\r\n", self.boundary).as_bytes());
     }
 }
 
@@ -369,6 +442,37 @@ mod tests {
         );
         assert_eq!(boundary_from_content_type("text/plain; boundary=x"), None);
         assert_eq!(boundary_from_content_type("multipart/form-data"), None);
+    }
+
+    #[test]
+    fn writer_frames_parts_and_holds_headers_for_empty_ones() {
+        let mut a = Spec::new("a");
+        a.boundary = "B".into();
+        let mut b = a.clone();
+        b.name = "b".into();
+        b.filename = Some("f".into());
+        b.content_type = Some("text/x".into());
+        let mut w = Writer::new(&a).unwrap();
+        let mut out = Vec::new();
+        w.data(b"one", &mut out).unwrap();
+        w.next_part(&b).unwrap();
+        w.next_part(&a).unwrap();
+        w.data(b"two", &mut out).unwrap();
+        w.finish(&mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "--B\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\none\
+             \r\n--B\r\nContent-Disposition: form-data; name=\"b\"; filename=\"f\"\r\n\
+             Content-Type: text/x\r\n\r\n\
+             \r\n--B\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\ntwo\
+             \r\n--B--\r\n"
+        );
+        assert!(w.is_finished());
+        assert!(w.data(b"x", &mut Vec::new()).is_err());
+        let mut other = a.clone();
+        other.boundary = "C".into();
+        let mut w = Writer::new(&a).unwrap();
+        assert_eq!(w.next_part(&other), Err(H1Error::MultipartBoundary));
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub(super) struct LinkConn {
     dec: ToClientDecoder,
     /// CREATE_RESULT accepted the stream.
     created: bool,
+    /// The rideshare chain the daemon announced (the stream's streamtype
+    /// first), empty without one.
+    chain: Vec<String>,
 }
 
 impl LinkConn {
@@ -42,6 +45,7 @@ impl LinkConn {
         LinkConn {
             dec: ToClientDecoder::new(wire::Limits::default()),
             created: false,
+            chain: Vec::new(),
         }
     }
 }
@@ -107,6 +111,11 @@ impl Engine {
         let Some(sid) = self.conns.get(&conn).and_then(|c| c.stream) else {
             return;
         };
+        let chain: Vec<String> = msg
+            .rideshare_names()
+            .into_iter()
+            .map(str::to_string)
+            .collect();
         match msg {
             ToClient::CreateResult { status, .. } => {
                 if status != 0 {
@@ -122,6 +131,15 @@ impl Engine {
                     .and_then(|c| link_of(&mut c.proto))
                 {
                     l.created = true;
+                    l.chain = chain;
+                }
+                if let Some(s) = self.streams.get_mut(&sid) {
+                    s.ride.clear();
+                    // The link is up: payload may flow (the daemon holds it
+                    // for the onward stream), as the reference client's
+                    // OPERATIONAL state allows; CONNECTED still follows the
+                    // onward stream.
+                    s.seq = Seq::Connected;
                 }
                 // The stream's metadata, its length hint, then connect.
                 let mut msgs = vec![];
@@ -212,10 +230,13 @@ impl Engine {
         &mut self,
         now: Instant,
         conn: ConnId,
-        _id: StreamId,
+        id: StreamId,
         data: &[u8],
         flags: Flags,
     ) -> Result<usize, Error> {
+        if flags.contains(Flags::EOM) {
+            self.link_ride_next(conn, id);
+        }
         let pieces: Vec<&[u8]> = if data.is_empty() {
             vec![&[]]
         } else {
@@ -237,6 +258,22 @@ impl Engine {
             }
         }
         Ok(data.len())
+    }
+
+    /// A part of the request body ended: the next streamtype of the chain the
+    /// daemon announced is due (`Engine::rideshare`), or, after the last, the
+    /// stream's own again. The daemon's engine walks the same chain itself.
+    fn link_ride_next(&mut self, conn: ConnId, id: StreamId) {
+        let Some(Proto::Link(l)) = self.conns.get(&conn).map(|c| &c.proto) else {
+            return;
+        };
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        match l.chain.get(s.ride.len() + 1) {
+            Some(next) => s.ride.push(next.clone()),
+            _ => s.ride.clear(),
+        }
     }
 
     /// Whether the link's stream may write (the onward stream is CONNECTED).

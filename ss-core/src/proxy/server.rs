@@ -388,6 +388,17 @@ impl ProxyServer {
         };
         let res = match msg {
             ToProxy::StreamtypeCreate { .. } => return Err("second STREAMTYPE on a link".into()),
+            ToProxy::OnwardConnect
+                if expects_body(
+                    engine
+                        .streamtype(o)
+                        .and_then(|n| engine.policy().streamtype(n)),
+                ) =>
+            {
+                // The request waits for the client's TX_PAYLOAD as its body
+                // (a direct POST's body goes out while CONNECTING too).
+                engine.request_tx(now, o)
+            }
             ToProxy::OnwardConnect => engine.client_connect(now, o),
             ToProxy::Destroying => {
                 self.end_link(engine, now, link, true, "client sent DESTROYING".into());
@@ -471,10 +482,17 @@ impl ProxyServer {
         l.md_names = st.metadata.iter().map(|m| m.name.clone()).collect();
         l.known_md = vec![None; l.md_names.len()];
         self.onward.insert(onward, link);
+        let rideshare = rideshare_list(engine.policy(), &st);
+        if rideshare.is_none() {
+            self.push_log(ProxyLog::Note {
+                link,
+                text: "rideshare chain too long for the wire; not announced".into(),
+            });
+        }
         let msg = ToClient::CreateResult {
             status: 0,
             client_buflen: st.client_buflen.unwrap_or(DEFAULT_BUFLEN),
-            rideshare: String::new(),
+            rideshare: rideshare.unwrap_or_default(),
         };
         self.send(engine, now, link, &msg)?;
         self.push_log(ProxyLog::LinkCreated {
@@ -830,4 +848,45 @@ fn hard_cap(engine: &Engine, buflen: usize) -> usize {
     buflen
         .saturating_add(wire::FRAME_HEADER_LEN + MAX_FRAME_BODY)
         .saturating_add(engine.config().max_held_rx)
+}
+
+/// The CREATE_RESULT rideshare list for `st`: its name and then each
+/// `rideshare` down the chain, comma-separated, so the client can tell which
+/// streamtype's part of a multipart body it is producing. Empty without a
+/// chain; `None` if the chain does not fit the wire's limits (the reference
+/// client's `rideshare_list[128]` / four entries). A cycle ends the chain,
+/// as it ends the body.
+fn rideshare_list(policy: &Policy, st: &StreamType) -> Option<String> {
+    let mut names = vec![st.name.as_str()];
+    let mut cur = st;
+    while let Some(next) = cur.http.rideshare.as_deref() {
+        if names.contains(&next) {
+            break;
+        }
+        let Some(n) = policy.streamtype(next) else {
+            break;
+        };
+        names.push(n.name.as_str());
+        cur = n;
+    }
+    if names.len() < 2 {
+        return Some(String::new());
+    }
+    let list = names.join(",");
+    (list.len() <= wire::MAX_RIDESHARE_LIST_LEN
+        && names.len() <= wire::MAX_RIDESHARE_LIST_COMMAS + 1)
+        .then_some(list)
+}
+
+/// Whether an onward stream's request carries a body the client will send:
+/// HTTP POST, PUT or PATCH.
+fn expects_body(st: Option<&StreamType>) -> bool {
+    st.is_some_and(|st| {
+        matches!(st.protocol, Protocol::H1 | Protocol::H2)
+            && st.http.method.as_deref().is_some_and(|m| {
+                ["POST", "PUT", "PATCH"]
+                    .iter()
+                    .any(|b| m.eq_ignore_ascii_case(b))
+            })
+    })
 }

@@ -639,3 +639,62 @@ fn streams_started_together_share_one_connection() {
     }
     assert_eq!(n.opened.len(), 1, "connections for 3 streams from cold");
 }
+
+#[test]
+fn streams_waiting_on_a_connection_lost_in_its_handshake_retry() {
+    // Found by the HTTP/2 simulation (conformance/tests/sim_h2.rs, seed 5):
+    // three streams started together wait on the first one's connection to
+    // learn its ALPN; the connection closes during the TLS handshake. The
+    // first stream failed (UNREACHABLE, backoff) but the two waiting on it
+    // were dropped with the connection and stayed CONNECTING forever.
+    let mut n = Net::new(H2Config::default());
+    let ids: Vec<StreamId> = (0..3).map(|i| n.get(&format!("g{i}"))).collect();
+    // Connect, but the peer closes before the handshake completes.
+    let mut conn = None;
+    while let Some(a) = n.e.poll_action() {
+        if let Action::Connect { conn: c, .. } = a {
+            assert!(conn.is_none(), "one connection for the three");
+            conn = Some(c);
+        }
+    }
+    let conn = conn.expect("a Connect");
+    n.e.handle_connected(n.now, conn);
+    while n.e.poll_action().is_some() {}
+    n.e.handle_closed(n.now, conn);
+    n.pump();
+    for id in &ids {
+        assert_eq!(
+            n.states(*id),
+            [Creating, Poll, Connecting, Unreachable],
+            "{id:?}"
+        );
+    }
+    // All three retry (together, on one new connection) and are answered.
+    for _ in 0..10 {
+        if ids.iter().all(|id| n.done(*id)) {
+            break;
+        }
+        n.advance(Duration::from_millis(100));
+    }
+    for (i, id) in ids.iter().enumerate() {
+        n.assert_got(*id, format!("resp:/g{i}:").as_bytes());
+    }
+    assert_eq!(n.opened.len(), 1, "{:?}", n.opened);
+}
+
+#[test]
+fn destroying_the_stream_whose_connection_others_wait_on_lets_them_go_on() {
+    // The same class as above: destroying the stream that opened the
+    // pending connection dropped it with the streams waiting on it.
+    let mut n = Net::new(H2Config::default());
+    let ids: Vec<StreamId> = (0..3).map(|i| n.get(&format!("g{i}"))).collect();
+    n.e.destroy(n.now, ids[0]).unwrap();
+    n.pump();
+    for (i, id) in ids.iter().enumerate().skip(1) {
+        n.assert_got(*id, format!("resp:/g{i}:").as_bytes());
+    }
+    // Both on one new connection (the destroyed stream's attempt was closed).
+    assert_eq!(n.reqs.len(), 2);
+    assert_eq!(n.reqs[0].conn, n.reqs[1].conn);
+    assert_ne!(n.reqs[0].conn, n.opened[0]);
+}

@@ -395,29 +395,39 @@ impl Engine {
         matches!(self.conns.get(&conn).map(|c| &c.proto), Some(Proto::H2Srv(h)) if h.home != sid)
     }
 
-    /// The connection is gone: every stream on it ends.
-    pub(super) fn h2s_lost(&mut self, now: Instant, conn: ConnId, reason: String) {
-        let (home, others): (Option<StreamId>, Vec<StreamId>) =
+    /// Whether `conn` is an accepted HTTP/2 connection.
+    pub(super) fn is_h2s_conn(&self, conn: ConnId) -> bool {
+        matches!(
+            self.conns.get(&conn).map(|c| &c.proto),
+            Some(Proto::H2Srv(_))
+        )
+    }
+
+    /// The connection is going away: every request stream on it other than
+    /// its own stream is told why and ends (DISCONNECTED, DESTROYING).
+    pub(super) fn h2s_end_requests(&mut self, now: Instant, conn: ConnId, reason: &str) {
+        let others: Vec<StreamId> =
             match self.conns.get_mut(&conn).and_then(|c| srv_of(&mut c.proto)) {
                 Some(h) => {
                     let home = h.home;
-                    (
-                        Some(home),
-                        h.txns.keys().copied().filter(|s| *s != home).collect(),
-                    )
+                    h.txns.keys().copied().filter(|s| *s != home).collect()
                 }
-                None => (None, vec![]),
+                None => vec![],
             };
         for sid in others {
             if let Some(h) = self.conns.get_mut(&conn).and_then(|c| srv_of(&mut c.proto)) {
                 h.txns.remove(&sid);
             }
             if self.streams.contains_key(&sid) {
-                self.emit_error(sid, reason.clone());
+                self.emit_error(sid, reason.to_string());
                 self.h2s_txn_end(now, conn, sid);
             }
         }
-        let _ = home;
+    }
+
+    /// The connection is gone: every stream on it ends.
+    pub(super) fn h2s_lost(&mut self, now: Instant, conn: ConnId, reason: String) {
+        self.h2s_end_requests(now, conn, &reason);
         if let Some(c) = self.conns.get_mut(&conn) {
             // The connection's own stream ends as any accepted stream does.
             if let Some(h) = srv_of(&mut c.proto) {

@@ -432,6 +432,15 @@ impl Engine {
                 self.emit_state(id, StreamState::Disconnected, 0);
                 return Ok(());
             }
+            if self.is_h2s_conn(conn) {
+                // The accepted HTTP/2 connection closes: every stream on it ends.
+                self.h2s_lost(
+                    now,
+                    conn,
+                    "h2: the connection was closed by the server".into(),
+                );
+                return Ok(());
+            }
             self.close_conn(conn);
             // An attempt that never connected fails like any other attempt
             // (UNREACHABLE, then backoff); an open connection is a drop.
@@ -459,6 +468,10 @@ impl Engine {
                 self.h2_leave(now, conn, id);
             } else if self.is_h2s_child(conn, id) {
                 self.h2s_forget(conn, id);
+            } else if self.is_h2s_conn(conn) {
+                // The connection's own stream: the connection closes with it
+                // (below), and the request streams on it end.
+                self.h2s_end_requests(now, conn, "h2: the connection was closed by the server");
             } else {
                 self.link_destroying(conn);
             }

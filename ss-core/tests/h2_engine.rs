@@ -710,6 +710,8 @@ enum Srv {
     Destroy,
     /// Disconnect the stream the request came on (the first time).
     Disconnect,
+    /// Do not answer yet (the first time): kept in `held`.
+    Hold,
 }
 
 /// A client engine and a server engine (an h2 TLS server streamtype)
@@ -731,6 +733,8 @@ struct Pair {
     seen_conns: std::collections::BTreeSet<ConnId>,
     /// Server streams the application destroyed.
     destroyed: Vec<StreamId>,
+    /// Requests held unanswered (stream, path, body).
+    held: Vec<(StreamId, String, Vec<u8>)>,
 }
 
 impl Pair {
@@ -772,6 +776,7 @@ impl Pair {
             homes: vec![],
             seen_conns: Default::default(),
             destroyed: vec![],
+            held: vec![],
         }
     }
 
@@ -889,15 +894,8 @@ impl Pair {
                         self.s.destroy(now, *stream).unwrap()
                     }
                     Some(Srv::Disconnect) => self.s.disconnect(now, *stream).unwrap(),
-                    _ => {
-                        let mut out = format!("ok:{path}:").into_bytes();
-                        out.extend_from_slice(&body);
-                        self.s.server_ack(*stream, 0).unwrap();
-                        self.s
-                            .request_tx_len(now, *stream, out.len() as u64)
-                            .unwrap();
-                        self.s_out.insert(*stream, out);
-                    }
+                    Some(Srv::Hold) => self.held.push((*stream, path, body)),
+                    _ => self.answer(*stream, &path, &body),
                 }
             }
             Event::Writable { stream, .. } => {
@@ -908,6 +906,18 @@ impl Pair {
             }
             _ => {}
         }
+    }
+
+    /// Answer 200 `ok:` + path + body on server stream `stream`.
+    fn answer(&mut self, stream: StreamId, path: &str, body: &[u8]) {
+        let now = self.c.now;
+        let mut out = format!("ok:{path}:").into_bytes();
+        out.extend_from_slice(body);
+        self.s.server_ack(stream, 0).unwrap();
+        self.s
+            .request_tx_len(now, stream, out.len() as u64)
+            .unwrap();
+        self.s_out.insert(stream, out);
     }
 
     fn advance(&mut self, d: Duration) {
@@ -1037,4 +1047,78 @@ fn h2_server_disconnecting_a_request_stream_closes_the_connection_and_ends_its_s
     assert!(p.c.opened.len() >= 2, "the connection closed");
     close_all(&mut p);
     p.assert_server_streams_ended();
+}
+
+#[test]
+fn h2_server_destroying_a_request_stream_sends_its_reset_at_once() {
+    // Found by the HTTP/2 simulation (conformance/tests/sim_h2.rs, seed
+    // 405): destroying a request stream queued its RST_STREAM in the h2
+    // machine without sending it; with nothing else happening on the
+    // connection the client never heard of it and waited for the rest of
+    // the response.
+    let mut p = Pair::new();
+    p.plan.insert("/p0".into(), Srv::Hold);
+    p.plan.insert("/p1".into(), Srv::Hold);
+    let ids: Vec<StreamId> = (0..2)
+        .map(|i| p.c.post(&format!("p{i}"), format!("body{i}").into_bytes()))
+        .collect();
+    p.pump();
+    assert_eq!(p.held.len(), 2);
+    // /p1 came on a request stream of its own; the network is quiet.
+    let (child, _, _) = p.held.remove(1);
+    assert!(!p.homes.contains(&child));
+    let now = p.c.now;
+    p.s.destroy(now, child).unwrap();
+    p.destroyed.push(child);
+    p.pump();
+    assert_eq!(
+        p.c.states(ids[1]),
+        [Creating, Poll, Connecting, Unreachable],
+        "the reset reached the client at once"
+    );
+    // It retries on the same connection and is answered; so is /p0.
+    p.advance(Duration::from_millis(150));
+    p.c.assert_got(ids[1], b"ok:/p1:body1");
+    let (s, path, body) = p.held.remove(0);
+    p.answer(s, &path, &body);
+    p.pump();
+    p.c.assert_got(ids[0], b"ok:/p0:body0");
+    assert_eq!(p.c.opened.len(), 1);
+    close_all(&mut p);
+    p.assert_server_streams_ended();
+}
+
+#[test]
+fn h2_streams_with_no_answer_fail_after_the_silence_timeout() {
+    // An h2 connection whose server stops answering: the streams waiting on
+    // it fail after `http_silence_timeout` (30 s) and retry, as HTTP/1.1
+    // transactions do; the timer used to be ignored for h2 connections.
+    let mut n = Net::new(H2Config::default());
+    n.auto = false;
+    let ids: Vec<StreamId> = (0..2).map(|i| n.get(&format!("g{i}"))).collect();
+    n.pump();
+    assert_eq!(n.reqs.len(), 2);
+    n.advance(Duration::from_secs(29));
+    for id in &ids {
+        assert_eq!(n.states(*id), [Creating, Poll, Connecting], "{id:?}");
+    }
+    n.advance(Duration::from_secs(2));
+    for id in &ids {
+        assert_eq!(
+            n.states(*id),
+            [Creating, Poll, Connecting, Unreachable],
+            "{id:?}"
+        );
+    }
+    // The silent connection is closed; the retries go to a new one.
+    assert!(n.conns[&n.opened[0]].closed);
+    for r in &mut n.reqs {
+        r.answered = true;
+    }
+    n.auto = true;
+    n.advance(Duration::from_millis(150));
+    for (i, id) in ids.iter().enumerate() {
+        n.assert_got(*id, format!("resp:/g{i}:").as_bytes());
+    }
+    assert_eq!(n.opened.len(), 2);
 }

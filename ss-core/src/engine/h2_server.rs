@@ -377,8 +377,9 @@ impl Engine {
     }
 
     /// A request stream is destroyed by the application: cancel its HTTP/2
-    /// stream, leaving the connection to the others.
-    pub(super) fn h2s_forget(&mut self, conn: ConnId, sid: StreamId) {
+    /// stream (the RST_STREAM goes out now), leaving the connection to the
+    /// others.
+    pub(super) fn h2s_forget(&mut self, now: Instant, conn: ConnId, sid: StreamId) {
         if let Some(h) = self.conns.get_mut(&conn).and_then(|c| srv_of(&mut c.proto)) {
             if let Some(k) = h.txns.remove(&sid).and_then(|t| t.key) {
                 h.by_key.remove(&k);
@@ -388,6 +389,7 @@ impl Engine {
         if let Some(s) = self.streams.get_mut(&sid) {
             s.conn = None;
         }
+        self.h2s_pump(now, conn);
     }
 
     /// Whether `sid` is a request stream of an HTTP/2 connection other than its own stream.

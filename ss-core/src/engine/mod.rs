@@ -467,7 +467,7 @@ impl Engine {
             } else if self.is_h2_conn(conn) {
                 self.h2_leave(now, conn, id);
             } else if self.is_h2s_child(conn, id) {
-                self.h2s_forget(conn, id);
+                self.h2s_forget(now, conn, id);
             } else if self.is_h2s_conn(conn) {
                 // The connection's own stream: the connection closes with it
                 // (below), and the request streams on it end.
@@ -957,9 +957,12 @@ impl Engine {
                     }
                 }
                 Timer::HttpSilence(conn) => {
-                    if self.conns.get(&conn).is_some_and(|c| c.stream.is_some()) {
-                        let secs = self.config.http_silence_timeout.as_secs_f32();
-                        let reason = format!("http: no answer from the server in {secs} s");
+                    let secs = self.config.http_silence_timeout.as_secs_f32();
+                    let reason = format!("http: no answer from the server in {secs} s");
+                    if self.is_h2_conn(conn) {
+                        // Every stream waiting on the shared connection fails.
+                        self.h2_lost(now, conn, reason);
+                    } else if self.conns.get(&conn).is_some_and(|c| c.stream.is_some()) {
                         self.attempt_fail(now, conn, reason);
                     }
                 }

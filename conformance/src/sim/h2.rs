@@ -1025,6 +1025,12 @@ impl App for H2Client {
             Event::Writable { .. } => self.on_writable(cx, l, s),
             Event::Rx { data, flags, .. } => self.on_rx(cx, l, s, data, *flags),
             Event::ConnectionError { reason, .. } => {
+                if reason.contains("no answer from the server") {
+                    // The simulated server never goes silent (it answers,
+                    // 503s, hangs up or resets): a stream that waited this
+                    // long was stuck, the timeout only hides it.
+                    cx.violation(format!("{s}: stuck until the silence timeout: {reason}"));
+                }
                 let lane = &mut self.lanes[l];
                 lane.restart_attempt();
                 if reason.contains("stream reset by the peer") {

@@ -12,7 +12,7 @@ use ss_core::StreamState;
 use std::time::{Duration, Instant};
 
 /// Seeds run by `h2_many_seeds`; `SIM_SEEDS=N` runs more (or fewer).
-const SEEDS: u64 = 120;
+const SEEDS: u64 = 150;
 
 fn seed_count() -> u64 {
     std::env::var("SIM_SEEDS")
@@ -199,6 +199,10 @@ fn h2_many_seeds() {
         assert!(
             total.streams_gave_up > 0,
             "some streams should exhaust their retries"
+        );
+        assert!(
+            total.one_conn_runs > 0,
+            "no run without faults that cost connections"
         );
     }
     assert!(

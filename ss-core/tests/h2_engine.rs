@@ -965,3 +965,486 @@ fn a_307_resends_the_rideshare_body_and_a_303_turns_post_into_get_over_h2() {
     assert!(r[1].body.is_empty());
     n.assert_got(p, b"resp:/seen:");
 }
+
+#[test]
+fn streams_waiting_on_a_connection_lost_in_its_handshake_retry() {
+    // Found by the HTTP/2 simulation (conformance/tests/sim_h2.rs, seed 5):
+    // three streams started together wait on the first one's connection to
+    // learn its ALPN; the connection closes during the TLS handshake. The
+    // first stream failed (UNREACHABLE, backoff) but the two waiting on it
+    // were dropped with the connection and stayed CONNECTING forever.
+    let mut n = Net::new(H2Config::default());
+    let ids: Vec<StreamId> = (0..3).map(|i| n.get(&format!("g{i}"))).collect();
+    // Connect, but the peer closes before the handshake completes.
+    let mut conn = None;
+    while let Some(a) = n.e.poll_action() {
+        if let Action::Connect { conn: c, .. } = a {
+            assert!(conn.is_none(), "one connection for the three");
+            conn = Some(c);
+        }
+    }
+    let conn = conn.expect("a Connect");
+    n.e.handle_connected(n.now, conn);
+    while n.e.poll_action().is_some() {}
+    n.e.handle_closed(n.now, conn);
+    n.pump();
+    for id in &ids {
+        assert_eq!(
+            n.states(*id),
+            [Creating, Poll, Connecting, Unreachable],
+            "{id:?}"
+        );
+    }
+    // All three retry (together, on one new connection) and are answered.
+    for _ in 0..10 {
+        if ids.iter().all(|id| n.done(*id)) {
+            break;
+        }
+        n.advance(Duration::from_millis(100));
+    }
+    for (i, id) in ids.iter().enumerate() {
+        n.assert_got(*id, format!("resp:/g{i}:").as_bytes());
+    }
+    assert_eq!(n.opened.len(), 1, "{:?}", n.opened);
+}
+
+#[test]
+fn destroying_the_stream_whose_connection_others_wait_on_lets_them_go_on() {
+    // The same class as above: destroying the stream that opened the
+    // pending connection dropped it with the streams waiting on it.
+    let mut n = Net::new(H2Config::default());
+    let ids: Vec<StreamId> = (0..3).map(|i| n.get(&format!("g{i}"))).collect();
+    n.e.destroy(n.now, ids[0]).unwrap();
+    n.pump();
+    for (i, id) in ids.iter().enumerate().skip(1) {
+        n.assert_got(*id, format!("resp:/g{i}:").as_bytes());
+    }
+    // Both on one new connection (the destroyed stream's attempt was closed).
+    assert_eq!(n.reqs.len(), 2);
+    assert_eq!(n.reqs[0].conn, n.reqs[1].conn);
+    assert_ne!(n.reqs[0].conn, n.opened[0]);
+}
+
+// ----- the h2 server streamtype, client engine against server engine -----
+
+/// What the server application does with a complete request, by path.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Srv {
+    /// Answer 200 `ok:` + path + body.
+    Answer,
+    /// Destroy the stream the request came on (the first time).
+    Destroy,
+    /// Disconnect the stream the request came on (the first time).
+    Disconnect,
+    /// Do not answer yet (the first time): kept in `held`.
+    Hold,
+}
+
+/// A client engine and a server engine (an h2 TLS server streamtype)
+/// connected in memory; the server application answers per `plan`.
+struct Pair {
+    c: Net,
+    s: Engine,
+    listener: ss_core::ListenerId,
+    /// Client connection -> server connection, and back.
+    c2s: BTreeMap<ConnId, ConnId>,
+    s2c: BTreeMap<ConnId, ConnId>,
+    s_events: Vec<Event>,
+    plan: BTreeMap<String, Srv>,
+    /// Requests being received (stream -> path, body) and answers to write.
+    s_req: BTreeMap<StreamId, (String, Vec<u8>)>,
+    s_out: BTreeMap<StreamId, Vec<u8>>,
+    /// The server streams accepted with a connection (each connection's own).
+    homes: Vec<StreamId>,
+    seen_conns: std::collections::BTreeSet<ConnId>,
+    /// Server streams the application destroyed.
+    destroyed: Vec<StreamId>,
+    /// Requests held unanswered (stream, path, body).
+    held: Vec<(StreamId, String, Vec<u8>)>,
+}
+
+impl Pair {
+    fn new() -> Pair {
+        let c = Net::new(H2Config::default());
+        // The same certificates as the client's.
+        let mut p = c.e.policy().clone();
+        for st in &mut p.streamtypes {
+            if st.name == "srv" {
+                st.protocol = ss_core::policy::Protocol::H2;
+                st.metadata = vec![ss_core::policy::MetadataDecl {
+                    name: "path".into(),
+                    header: None,
+                }];
+            }
+        }
+        let mut s = Engine::new(p, EngineConfig::default());
+        s.set_unix_time(NOW);
+        let srv = s.create(c.now, "srv").unwrap();
+        let mut listener = None;
+        while let Some(a) = s.poll_action() {
+            if let Action::Listen { listener: l, .. } = a {
+                listener = Some(l);
+            }
+        }
+        let listener = listener.unwrap();
+        s.handle_listening(c.now, listener, "127.0.0.1:443");
+        let _ = srv;
+        Pair {
+            c,
+            s,
+            listener,
+            c2s: BTreeMap::new(),
+            s2c: BTreeMap::new(),
+            s_events: vec![],
+            plan: BTreeMap::new(),
+            s_req: BTreeMap::new(),
+            s_out: BTreeMap::new(),
+            homes: vec![],
+            seen_conns: Default::default(),
+            destroyed: vec![],
+            held: vec![],
+        }
+    }
+
+    fn pump(&mut self) {
+        let now = self.c.now;
+        for _ in 0..100_000 {
+            let mut any = false;
+            while let Some(a) = self.c.e.poll_action() {
+                any = true;
+                match a {
+                    Action::Connect { conn, .. } => {
+                        let sc = self.s.handle_accepted(now, self.listener).unwrap();
+                        self.c2s.insert(conn, sc);
+                        self.s2c.insert(sc, conn);
+                        self.c.opened.push(conn);
+                        self.c.e.handle_connected(now, conn);
+                    }
+                    Action::Transmit { conn, data } => {
+                        self.c.e.handle_sent(now, conn, data.len());
+                        if let Some(&sc) = self.c2s.get(&conn) {
+                            self.s.handle_data(now, sc, &data);
+                        }
+                    }
+                    Action::Close { conn } => {
+                        if let Some(sc) = self.c2s.remove(&conn) {
+                            self.s2c.remove(&sc);
+                            self.s.handle_closed(now, sc);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            while let Some(a) = self.s.poll_action() {
+                any = true;
+                match a {
+                    Action::Transmit { conn, data } => {
+                        self.s.handle_sent(now, conn, data.len());
+                        if let Some(&cc) = self.s2c.get(&conn) {
+                            self.c.e.handle_data(now, cc, &data);
+                        }
+                    }
+                    Action::Close { conn } => {
+                        if let Some(cc) = self.s2c.remove(&conn) {
+                            self.c2s.remove(&cc);
+                            self.c.e.handle_closed(now, cc);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            while let Some(ev) = self.c.e.poll_event() {
+                any = true;
+                if let Event::Writable { stream, .. } = &ev {
+                    if let Some(b) = self.c.bodies.get(stream).cloned() {
+                        self.c
+                            .e
+                            .write(now, *stream, &b, Flags::SOM | Flags::EOM)
+                            .unwrap();
+                    }
+                }
+                self.c.events.push(ev);
+            }
+            while let Some(ev) = self.s.poll_event() {
+                any = true;
+                self.server_event(&ev);
+                self.s_events.push(ev);
+            }
+            if !any {
+                return;
+            }
+        }
+        panic!("pump does not settle");
+    }
+
+    fn server_event(&mut self, ev: &Event) {
+        let now = self.c.now;
+        match ev {
+            Event::Accepted { stream, .. } => {
+                // The first stream of a connection is its own.
+                if let Some(c) = self.s.conn_of(*stream) {
+                    if self.seen_conns.insert(c) {
+                        self.homes.push(*stream);
+                    }
+                }
+            }
+            Event::State {
+                stream,
+                state: ServerTxn,
+                ..
+            } => {
+                let path = self
+                    .s
+                    .get_metadata(*stream, "path")
+                    .unwrap()
+                    .map(|p| String::from_utf8_lossy(p).into_owned())
+                    .unwrap_or_default();
+                self.s_req.insert(*stream, (path, vec![]));
+            }
+            Event::Rx {
+                stream,
+                data,
+                flags,
+            } => {
+                let Some((_, body)) = self.s_req.get_mut(stream) else {
+                    return;
+                };
+                body.extend_from_slice(data);
+                if !flags.contains(Flags::EOM) {
+                    return;
+                }
+                let (path, body) = self.s_req.remove(stream).unwrap();
+                match self.plan.insert(path.clone(), Srv::Answer) {
+                    Some(Srv::Destroy) => {
+                        self.destroyed.push(*stream);
+                        self.s.destroy(now, *stream).unwrap()
+                    }
+                    Some(Srv::Disconnect) => self.s.disconnect(now, *stream).unwrap(),
+                    Some(Srv::Hold) => self.held.push((*stream, path, body)),
+                    _ => self.answer(*stream, &path, &body),
+                }
+            }
+            Event::Writable { stream, .. } => {
+                if let Some(out) = self.s_out.remove(stream) {
+                    // Refused if its connection went in the meantime.
+                    let _ = self.s.write(now, *stream, &out, Flags::SOM | Flags::EOM);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Answer 200 `ok:` + path + body on server stream `stream`.
+    fn answer(&mut self, stream: StreamId, path: &str, body: &[u8]) {
+        let now = self.c.now;
+        let mut out = format!("ok:{path}:").into_bytes();
+        out.extend_from_slice(body);
+        self.s.server_ack(stream, 0).unwrap();
+        self.s
+            .request_tx_len(now, stream, out.len() as u64)
+            .unwrap();
+        self.s_out.insert(stream, out);
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.c.now += d;
+        self.c.e.handle_timeout(self.c.now);
+        self.s.handle_timeout(self.c.now);
+        self.pump();
+    }
+
+    fn s_states(&self, id: StreamId) -> Vec<StreamState> {
+        self.s_events
+            .iter()
+            .filter_map(|e| match e {
+                Event::State { stream, state, .. } if *stream == id => Some(*state),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Posts `/p0`.. with small bodies, started together, run to the end.
+    fn run(&mut self, n: usize) -> Vec<StreamId> {
+        let ids: Vec<StreamId> = (0..n)
+            .map(|i| {
+                self.c
+                    .post(&format!("p{i}"), format!("body{i}").into_bytes())
+            })
+            .collect();
+        self.pump();
+        for _ in 0..20 {
+            if ids.iter().all(|id| self.c.done(*id)) {
+                break;
+            }
+            self.advance(Duration::from_millis(100));
+        }
+        for (i, id) in ids.iter().enumerate() {
+            self.c
+                .assert_got(*id, format!("ok:/p{i}:body{i}").as_bytes());
+        }
+        ids
+    }
+
+    /// Every server stream that reported CREATING also reported
+    /// DESTROYING, after DISCONNECTED unless the application destroyed it
+    /// (the listener aside), and the server engine holds the listener alone.
+    fn assert_server_streams_ended(&self) {
+        let mut seen = BTreeMap::new();
+        for e in &self.s_events {
+            if let Event::State { stream, state, .. } = e {
+                seen.entry(*stream).or_insert_with(Vec::new).push(*state);
+            }
+        }
+        for (id, states) in seen.iter().skip(1) {
+            let n = states.len();
+            let end: &[StreamState] = if self.destroyed.contains(id) {
+                &[Destroying]
+            } else {
+                &[Disconnected, Destroying]
+            };
+            assert!(
+                n >= end.len() && states[n - end.len()..] == *end,
+                "{id:?}: {states:?}"
+            );
+        }
+        assert_eq!(self.s.stream_count(), 1, "streams left on the server");
+        assert_eq!(self.s.conn_count(), 0, "connections left on the server");
+    }
+}
+
+/// Close every client connection (its streams are done) and let the
+/// server see it.
+fn close_all(p: &mut Pair) {
+    p.advance(Duration::from_secs(6)); // keepalive_idle: idle h2 connections close
+}
+
+#[test]
+fn h2_server_answers_concurrent_requests_on_one_connection() {
+    let mut p = Pair::new();
+    p.plan.clear();
+    p.run(4);
+    assert_eq!(p.c.opened.len(), 1);
+    assert_eq!(p.homes.len(), 1);
+    close_all(&mut p);
+    p.assert_server_streams_ended();
+}
+
+#[test]
+fn h2_server_destroying_a_request_stream_resets_it_alone() {
+    // The second request arrives while the connection's own stream is busy
+    // with the first, so it gets a stream of its own; destroying that one
+    // resets its HTTP/2 stream only, and the others complete on the
+    // connection (the reset one retries there too).
+    let mut p = Pair::new();
+    p.plan.insert("/p1".into(), Srv::Destroy);
+    let ids = p.run(3);
+    assert_eq!(p.c.opened.len(), 1, "the reset did not cost the connection");
+    assert!(p.c.states(ids[1]).contains(&Unreachable));
+    assert_eq!(p.c.states(ids[0]), OK);
+    assert_eq!(p.c.states(ids[2]), OK);
+    close_all(&mut p);
+    p.assert_server_streams_ended();
+}
+
+#[test]
+fn h2_server_destroying_the_connections_own_stream_ends_every_stream_on_it() {
+    // Found by the HTTP/2 simulation (conformance/tests/sim_h2.rs, seed 1):
+    // destroying the connection's own stream closes the connection, but the
+    // request streams on it were never told (no DISCONNECTED, no
+    // DESTROYING) and stayed in the engine until the server was destroyed.
+    let mut p = Pair::new();
+    p.plan.insert("/p0".into(), Srv::Destroy);
+    p.run(3);
+    assert!(p.c.opened.len() >= 2, "the connection closed");
+    let home = p.homes[0];
+    assert_eq!(*p.s_states(home).last().unwrap(), Destroying);
+    close_all(&mut p);
+    p.assert_server_streams_ended();
+}
+
+#[test]
+fn h2_server_disconnecting_a_request_stream_closes_the_connection_and_ends_its_streams() {
+    // `disconnect` closes the stream's connection; on an h2 server
+    // connection every stream on it must end (the one that asked
+    // included), not only the connection's own stream.
+    let mut p = Pair::new();
+    p.plan.insert("/p2".into(), Srv::Disconnect);
+    p.run(3);
+    assert!(p.c.opened.len() >= 2, "the connection closed");
+    close_all(&mut p);
+    p.assert_server_streams_ended();
+}
+
+#[test]
+fn h2_server_destroying_a_request_stream_sends_its_reset_at_once() {
+    // Found by the HTTP/2 simulation (conformance/tests/sim_h2.rs, seed
+    // 405): destroying a request stream queued its RST_STREAM in the h2
+    // machine without sending it; with nothing else happening on the
+    // connection the client never heard of it and waited for the rest of
+    // the response.
+    let mut p = Pair::new();
+    p.plan.insert("/p0".into(), Srv::Hold);
+    p.plan.insert("/p1".into(), Srv::Hold);
+    let ids: Vec<StreamId> = (0..2)
+        .map(|i| p.c.post(&format!("p{i}"), format!("body{i}").into_bytes()))
+        .collect();
+    p.pump();
+    assert_eq!(p.held.len(), 2);
+    // /p1 came on a request stream of its own; the network is quiet.
+    let (child, _, _) = p.held.remove(1);
+    assert!(!p.homes.contains(&child));
+    let now = p.c.now;
+    p.s.destroy(now, child).unwrap();
+    p.destroyed.push(child);
+    p.pump();
+    assert_eq!(
+        p.c.states(ids[1]),
+        [Creating, Poll, Connecting, Unreachable],
+        "the reset reached the client at once"
+    );
+    // It retries on the same connection and is answered; so is /p0.
+    p.advance(Duration::from_millis(150));
+    p.c.assert_got(ids[1], b"ok:/p1:body1");
+    let (s, path, body) = p.held.remove(0);
+    p.answer(s, &path, &body);
+    p.pump();
+    p.c.assert_got(ids[0], b"ok:/p0:body0");
+    assert_eq!(p.c.opened.len(), 1);
+    close_all(&mut p);
+    p.assert_server_streams_ended();
+}
+
+#[test]
+fn h2_streams_with_no_answer_fail_after_the_silence_timeout() {
+    // An h2 connection whose server stops answering: the streams waiting on
+    // it fail after `http_silence_timeout` (30 s) and retry, as HTTP/1.1
+    // transactions do; the timer used to be ignored for h2 connections.
+    let mut n = Net::new(H2Config::default());
+    n.auto = false;
+    let ids: Vec<StreamId> = (0..2).map(|i| n.get(&format!("g{i}"))).collect();
+    n.pump();
+    assert_eq!(n.reqs.len(), 2);
+    n.advance(Duration::from_secs(29));
+    for id in &ids {
+        assert_eq!(n.states(*id), [Creating, Poll, Connecting], "{id:?}");
+    }
+    n.advance(Duration::from_secs(2));
+    for id in &ids {
+        assert_eq!(
+            n.states(*id),
+            [Creating, Poll, Connecting, Unreachable],
+            "{id:?}"
+        );
+    }
+    // The silent connection is closed; the retries go to a new one.
+    assert!(n.conns[&n.opened[0]].closed);
+    for r in &mut n.reqs {
+        r.answered = true;
+    }
+    n.auto = true;
+    n.advance(Duration::from_millis(150));
+    for (i, id) in ids.iter().enumerate() {
+        n.assert_got(*id, format!("resp:/g{i}:").as_bytes());
+    }
+    assert_eq!(n.opened.len(), 2);
+}

@@ -9,6 +9,8 @@
 //!   every fault, with virtual time.
 //! * [`echo`]: the raw echo scenario and its invariants.
 //! * [`http`]: the HTTP/1.1 scenario (plain and over TLS) and its invariants.
+//! * [`h2`]: the HTTP/2 scenario (TLS, ALPN `h2`): client streams sharing
+//!   connections, a server that answers, 503s, hangs up and resets streams.
 //! * [`ws`]: the WebSocket scenario (`ws` and `wss`): echoed messages across
 //!   drops and reconnections, and its invariants.
 //! * [`mqtt`]: the MQTT scenario: an in-simulation broker, clients publishing
@@ -18,10 +20,12 @@
 //!
 //! Replay a seed: `SIM_SEED=N cargo test -p conformance --test sim replay -- --nocapture`
 //! (echo), `SIM_SEED=N cargo test -p conformance --test sim_http replay -- --nocapture`
-//! (HTTP) or `SIM_SEED=N cargo test -p conformance --test sim_ws replay -- --nocapture`
+//! (HTTP), `SIM_SEED=N cargo test -p conformance --test sim_h2 replay -- --nocapture`
+//! (HTTP/2) or `SIM_SEED=N cargo test -p conformance --test sim_ws replay -- --nocapture`
 //! (WebSocket).
 
 pub mod echo;
+pub mod h2;
 pub mod http;
 pub mod mqtt;
 pub mod net;

@@ -1251,8 +1251,10 @@ impl Sim {
                 // An HTTP/1.1 client sends its request (and asks for the
                 // body) as soon as the transport is up, before the response
                 // head reports CONNECTED: the reference's ss-h1 behaviour.
+                // An HTTP/2 client stream does the same once its request
+                // is open on the shared connection.
                 let h1_body = n.states.get(stream) == Some(&StreamState::Connecting)
-                    && is_h1_client(n.stack.engine_ref(), *stream);
+                    && is_http_client(n.stack.engine_ref(), *stream);
                 if n.destroyed.contains(stream) {
                     bad.push(format!("{stream} writable after DESTROYING"));
                 } else if !n.connected.contains(stream) && !h1_body {
@@ -1585,21 +1587,23 @@ impl Sim {
 
 /// Whether `stream` is an HTTP/1.1 client stream (which may be `Writable`
 /// for its request body while still CONNECTING).
-fn is_h1_client(e: &Engine, stream: StreamId) -> bool {
+fn is_http_client(e: &Engine, stream: StreamId) -> bool {
     e.streamtype(stream)
         .and_then(|name| e.policy().streamtype(name))
-        .is_some_and(|st| st.protocol == Protocol::H1 && !st.server)
+        .is_some_and(|st| matches!(st.protocol, Protocol::H1 | Protocol::H2) && !st.server)
 }
 
 /// Idle kept-alive connections an engine may hold beyond one per stream:
 /// up to `max_idle_per_target` per HTTP/1.1 client streamtype (one target
-/// each), none for engines without HTTP/1.1 clients.
+/// each), one idle shared connection per HTTP/2 client streamtype, none
+/// for engines without HTTP clients.
 fn idle_pool_allowance(e: &Engine) -> usize {
-    let h1_clients = e
-        .policy()
-        .streamtypes
-        .iter()
-        .filter(|st| st.protocol == Protocol::H1 && !st.server)
-        .count();
-    h1_clients * e.config().max_idle_per_target
+    let count = |p: Protocol| {
+        e.policy()
+            .streamtypes
+            .iter()
+            .filter(|st| st.protocol == p && !st.server)
+            .count()
+    };
+    count(Protocol::H1) * e.config().max_idle_per_target + count(Protocol::H2)
 }

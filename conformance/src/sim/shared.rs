@@ -1,4 +1,5 @@
-//! What the client/server scenarios ([`super::http`], [`super::ws`]) share:
+//! What the client/server scenarios ([`super::http`], [`super::h2`],
+//! [`super::ws`]) share:
 //! the server's name and address, the engines' clock, the deterministic TLS
 //! certificates, policy and engine helpers, and the seed sweep with its
 //! fault tally (used by the sweep tests to run and summarise many seeds).

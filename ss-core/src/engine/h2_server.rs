@@ -377,8 +377,9 @@ impl Engine {
     }
 
     /// A request stream is destroyed by the application: cancel its HTTP/2
-    /// stream, leaving the connection to the others.
-    pub(super) fn h2s_forget(&mut self, conn: ConnId, sid: StreamId) {
+    /// stream (the RST_STREAM goes out now), leaving the connection to the
+    /// others.
+    pub(super) fn h2s_forget(&mut self, now: Instant, conn: ConnId, sid: StreamId) {
         if let Some(h) = self.conns.get_mut(&conn).and_then(|c| srv_of(&mut c.proto)) {
             if let Some(k) = h.txns.remove(&sid).and_then(|t| t.key) {
                 h.by_key.remove(&k);
@@ -388,6 +389,7 @@ impl Engine {
         if let Some(s) = self.streams.get_mut(&sid) {
             s.conn = None;
         }
+        self.h2s_pump(now, conn);
     }
 
     /// Whether `sid` is a request stream of an HTTP/2 connection other than its own stream.
@@ -395,29 +397,39 @@ impl Engine {
         matches!(self.conns.get(&conn).map(|c| &c.proto), Some(Proto::H2Srv(h)) if h.home != sid)
     }
 
-    /// The connection is gone: every stream on it ends.
-    pub(super) fn h2s_lost(&mut self, now: Instant, conn: ConnId, reason: String) {
-        let (home, others): (Option<StreamId>, Vec<StreamId>) =
+    /// Whether `conn` is an accepted HTTP/2 connection.
+    pub(super) fn is_h2s_conn(&self, conn: ConnId) -> bool {
+        matches!(
+            self.conns.get(&conn).map(|c| &c.proto),
+            Some(Proto::H2Srv(_))
+        )
+    }
+
+    /// The connection is going away: every request stream on it other than
+    /// its own stream is told why and ends (DISCONNECTED, DESTROYING).
+    pub(super) fn h2s_end_requests(&mut self, now: Instant, conn: ConnId, reason: &str) {
+        let others: Vec<StreamId> =
             match self.conns.get_mut(&conn).and_then(|c| srv_of(&mut c.proto)) {
                 Some(h) => {
                     let home = h.home;
-                    (
-                        Some(home),
-                        h.txns.keys().copied().filter(|s| *s != home).collect(),
-                    )
+                    h.txns.keys().copied().filter(|s| *s != home).collect()
                 }
-                None => (None, vec![]),
+                None => vec![],
             };
         for sid in others {
             if let Some(h) = self.conns.get_mut(&conn).and_then(|c| srv_of(&mut c.proto)) {
                 h.txns.remove(&sid);
             }
             if self.streams.contains_key(&sid) {
-                self.emit_error(sid, reason.clone());
+                self.emit_error(sid, reason.to_string());
                 self.h2s_txn_end(now, conn, sid);
             }
         }
-        let _ = home;
+    }
+
+    /// The connection is gone: every stream on it ends.
+    pub(super) fn h2s_lost(&mut self, now: Instant, conn: ConnId, reason: String) {
+        self.h2s_end_requests(now, conn, &reason);
         if let Some(c) = self.conns.get_mut(&conn) {
             // The connection's own stream ends as any accepted stream does.
             if let Some(h) = srv_of(&mut c.proto) {

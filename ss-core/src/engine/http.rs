@@ -869,7 +869,15 @@ impl Engine {
     }
 
     /// The transaction failed on `conn`: tell why, close, report, back off.
+    /// Streams waiting on it to settle on h2 (it failed in its TLS
+    /// handshake) fail with it.
     pub(super) fn attempt_fail(&mut self, now: Instant, conn: ConnId, reason: String) {
+        let waiters = self.h2_take_waiters(conn);
+        self.attempt_fail_owner(now, conn, reason.clone());
+        self.h2_fail_waiters(now, waiters, &reason);
+    }
+
+    fn attempt_fail_owner(&mut self, now: Instant, conn: ConnId, reason: String) {
         let Some(sid) = self.conns.get(&conn).and_then(|c| c.stream) else {
             self.close_conn(conn);
             self.drop_conn(conn);

@@ -462,6 +462,15 @@ impl Engine {
                 self.emit_state(id, StreamState::Disconnected, 0);
                 return Ok(());
             }
+            if self.is_h2s_conn(conn) {
+                // The accepted HTTP/2 connection closes: every stream on it ends.
+                self.h2s_lost(
+                    now,
+                    conn,
+                    "h2: the connection was closed by the server".into(),
+                );
+                return Ok(());
+            }
             self.close_conn(conn);
             // An attempt that never connected fails like any other attempt
             // (UNREACHABLE, then backoff); an open connection is a drop.
@@ -492,7 +501,11 @@ impl Engine {
             } else if self.is_h2_conn(conn) {
                 self.h2_leave(now, conn, id);
             } else if self.is_h2s_child(conn, id) {
-                self.h2s_forget(conn, id);
+                self.h2s_forget(now, conn, id);
+            } else if self.is_h2s_conn(conn) {
+                // The connection's own stream: the connection closes with it
+                // (below), and the request streams on it end.
+                self.h2s_end_requests(now, conn, "h2: the connection was closed by the server");
             } else {
                 self.link_destroying(conn);
             }
@@ -503,8 +516,13 @@ impl Engine {
         self.timers.cancel(Timer::Retry(id));
         self.timers.cancel(Timer::UserTimeout(id));
         if let Some(conn) = s.conn {
+            // Streams waiting on its connection to settle on h2 start over.
+            let waiters = self.h2_take_waiters(conn);
             self.close_conn(conn);
             self.drop_conn(conn);
+            for w in waiters {
+                self.start_connect(now, w, false);
+            }
         }
         if let Role::Server { listener } = s.role {
             self.listeners.remove(&listener);
@@ -1090,13 +1108,16 @@ impl Engine {
                     }
                 }
                 Timer::HttpSilence(conn) => {
+                    let secs = self.config.http_silence_timeout.as_secs_f32();
+                    let reason = format!("http: no answer from the server in {secs} s");
                     if self.conns.get(&conn).is_some_and(|c| c.rx_paused) {
                         // We stopped reading: the server is not silent.
                         let t = now + self.config.http_silence_timeout;
                         self.timers.set(Timer::HttpSilence(conn), t);
+                    } else if self.is_h2_conn(conn) {
+                        // Every stream waiting on the shared connection fails.
+                        self.h2_lost(now, conn, reason);
                     } else if self.conns.get(&conn).is_some_and(|c| c.stream.is_some()) {
-                        let secs = self.config.http_silence_timeout.as_secs_f32();
-                        let reason = format!("http: no answer from the server in {secs} s");
                         self.attempt_fail(now, conn, reason);
                     }
                 }
@@ -1466,14 +1487,38 @@ impl Engine {
 
     /// The pending connection did not settle on h2: its waiters go their own way.
     fn h2_release_waiters(&mut self, now: Instant, conn: ConnId) {
+        for w in self.h2_take_waiters(conn) {
+            self.start_connect(now, w, false);
+        }
+    }
+
+    /// The streams still waiting on the pending connection `conn`, which
+    /// stops being pending; they no longer ride it.
+    fn h2_take_waiters(&mut self, conn: ConnId) -> Vec<StreamId> {
         self.h2_pending.retain(|_, c| *c != conn);
+        let mut out = vec![];
         for w in self.h2_waiters.remove(&conn).unwrap_or_default() {
-            if self.streams.get(&w).is_some_and(|s| s.conn == Some(conn)) {
-                if let Some(s) = self.streams.get_mut(&w) {
+            if let Some(s) = self.streams.get_mut(&w) {
+                if s.conn == Some(conn) {
                     s.conn = None;
+                    out.push(w);
                 }
-                self.start_connect(now, w, false);
             }
+        }
+        out
+    }
+
+    /// The pending connection the streams `waiters` waited on failed before
+    /// settling on a protocol: their attempts failed with it (UNREACHABLE,
+    /// then backoff), as when its connect fails.
+    fn h2_fail_waiters(&mut self, now: Instant, waiters: Vec<StreamId>, reason: &str) {
+        for w in waiters {
+            if let Some(s) = self.streams.get_mut(&w) {
+                s.seq = Seq::Idle;
+            }
+            self.emit_error(w, reason.to_string());
+            self.emit_state(w, StreamState::Unreachable, 0);
+            self.backoff(now, w, false, Duration::ZERO);
         }
     }
 
@@ -1825,6 +1870,9 @@ impl Engine {
         if self.is_mqtt_conn(conn) {
             return self.mqtt_lost(now, conn, proto::mqtt::MqttError::Closed);
         }
+        // Streams waiting on it to settle on h2 fail with it.
+        let waiters = self.h2_take_waiters(conn);
+        self.h2_fail_waiters(now, waiters, "connection lost");
         let Some(id) = self.drop_conn(conn).and_then(|c| c.stream) else {
             return;
         };

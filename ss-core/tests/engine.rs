@@ -707,3 +707,59 @@ fn handlers_hear_connection_errors_and_can_be_changed_from_a_callback() {
     );
     assert_eq!(log[4], "second LWSSSCS_UNREACHABLE");
 }
+
+/// A TLS server that accepts the TCP connection and never answers the
+/// ClientHello: the connect timeout covers the handshake too, so the attempt
+/// fails (with the reason) and the stream retries instead of hanging.
+#[test]
+fn a_stalled_tls_handshake_times_out_and_retries() {
+    let policy = Policy::parse(
+        r#"{"retry": [{"r": {"backoff": [100], "conceal": 2, "jitterpc": 0}}],
+            "s": [{"t": {"endpoint": "127.0.0.1", "port": 443, "protocol": "raw",
+                         "tls": true, "retry": "r"}}]}"#,
+    )
+    .unwrap();
+    let mut e = Engine::new(
+        policy,
+        EngineConfig {
+            seed: 1,
+            connect_timeout: Duration::from_secs(5),
+            ..Default::default()
+        },
+    );
+    let t0 = Instant::now();
+    let s = e.create(t0, "t").unwrap();
+    e.client_connect(t0, s).unwrap();
+    let conn = connect_conn(&actions(&mut e));
+    e.handle_connected(t0, conn);
+    let acts = actions(&mut e);
+    assert!(
+        acts.iter()
+            .any(|a| matches!(a, Action::Transmit { conn: c, .. } if *c == conn)),
+        "a ClientHello goes out"
+    );
+    let mut errors = vec![];
+    let mut seen = vec![];
+    let mut drain = |e: &mut Engine| {
+        while let Some(ev) = e.poll_event() {
+            match ev {
+                Event::State { state, .. } => seen.push(state),
+                Event::ConnectionError { reason, .. } => errors.push(reason),
+                _ => {}
+            }
+        }
+    };
+    drain(&mut e);
+    assert_eq!(e.poll_timeout(), Some(t0 + Duration::from_secs(5)));
+    e.handle_timeout(t0 + Duration::from_secs(5));
+    drain(&mut e);
+    let acts = actions(&mut e);
+    assert!(acts.contains(&Action::Close { conn }), "{acts:?}");
+    assert!(
+        errors.iter().any(|r| r.contains("handshake not done")),
+        "{errors:?}"
+    );
+    assert_eq!(seen.last(), Some(&StreamState::Unreachable), "{seen:?}");
+    // ...and the retry timer is armed.
+    assert_eq!(e.poll_timeout(), Some(t0 + Duration::from_millis(5100)));
+}

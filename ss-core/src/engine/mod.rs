@@ -1097,16 +1097,29 @@ impl Engine {
                         self.emit_state(id, StreamState::Timeout, 0);
                     }
                 }
-                Timer::ConnectTimeout(conn) => {
-                    if self
-                        .conns
-                        .get(&conn)
-                        .is_some_and(|c| c.phase != Phase::Open)
-                    {
+                Timer::ConnectTimeout(conn) => match self.conns.get(&conn) {
+                    Some(c) if c.phase != Phase::Open => {
                         self.close_conn(conn);
                         self.connect_failed(now, conn);
                     }
-                }
+                    // Connected, but the TLS or SOCKS5 handshake on top has
+                    // not finished: the attempt has taken too long too.
+                    Some(c) if !c.ready => {
+                        let secs = self.config.connect_timeout.as_secs_f32();
+                        let what = if c.socks.is_some() { "socks5" } else { "tls" };
+                        let reason = format!("{what}: handshake not done within {secs} s");
+                        if what == "tls" {
+                            self.tls_failed(now, conn, reason);
+                        } else {
+                            if let Some(sid) = c.stream {
+                                self.emit_error(sid, reason);
+                            }
+                            self.close_conn(conn);
+                            self.connect_failed(now, conn);
+                        }
+                    }
+                    _ => {}
+                },
                 Timer::HttpSilence(conn) => {
                     let secs = self.config.http_silence_timeout.as_secs_f32();
                     let reason = format!("http: no answer from the server in {secs} s");

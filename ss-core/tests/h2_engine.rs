@@ -145,6 +145,8 @@ struct Net {
     parts: BTreeMap<StreamId, Vec<(String, Vec<u8>)>>,
     /// What `Engine::rideshare` said at each of those `Writable`s.
     ride_seen: Vec<String>,
+    /// Bytes the server sent the client (TLS records included).
+    to_client: usize,
 }
 
 impl Net {
@@ -173,6 +175,7 @@ impl Net {
             piece: usize::MAX,
             parts: BTreeMap::new(),
             ride_seen: vec![],
+            to_client: 0,
         }
     }
 
@@ -276,6 +279,7 @@ impl Net {
             c.h2.handle_input(&plain).expect("server h2");
         }
         if !wire.is_empty() {
+            self.to_client += wire.len();
             self.e.handle_data(self.now, conn, &wire);
         }
     }
@@ -365,6 +369,7 @@ impl Net {
         if wire.is_empty() {
             return false;
         }
+        self.to_client += wire.len();
         self.e.handle_data(self.now, conn, &wire);
         true
     }
@@ -412,6 +417,7 @@ impl Net {
         let c = self.conns.get_mut(&conn).unwrap();
         let mut wire = vec![];
         c.tls.write(frame, &mut wire).unwrap();
+        self.to_client += wire.len();
         self.e.handle_data(self.now, conn, &wire);
     }
 
@@ -1447,4 +1453,42 @@ fn h2_streams_with_no_answer_fail_after_the_silence_timeout() {
         n.assert_got(*id, format!("resp:/g{i}:").as_bytes());
     }
     assert_eq!(n.opened.len(), 2);
+}
+
+/// `Engine::set_rx_paused` on one stream of a shared HTTP/2 connection
+/// pauses that stream only: its data is not credited to the server, which
+/// stops sending on it when its window runs out, while a neighbour on the
+/// same connection completes; on resume the paused stream gets every byte.
+#[test]
+fn pausing_one_h2_stream_leaves_its_neighbours_running() {
+    let mut n = Net::new(H2Config::default());
+    let big = |c: u8| -> Vec<u8> { (0..300_000u32).map(|i| c ^ (i % 251) as u8).collect() };
+    let a = n.post("a", big(1));
+    n.e.set_rx_paused(n.now, a, true).unwrap();
+    let b = n.post("b", big(2));
+    n.pump();
+    assert_eq!(n.opened.len(), 1, "both streams share one connection");
+    let mut want_b = b"resp:/b:".to_vec();
+    want_b.extend(big(2));
+    n.assert_got(b, &want_b);
+    assert!(n.rx(a).0.is_empty(), "no payload for the paused stream");
+    // The server got no credit for the paused stream's data: it stopped
+    // within that stream's 64 KiB window, well short of its 300 KB answer.
+    assert!(
+        n.to_client < 300_000 + 160_000,
+        "the server sent {} bytes while a stream was paused",
+        n.to_client
+    );
+    assert!(!n.states(a).contains(&QosAckRemote), "{:?}", n.states(a));
+    // Time passes: a paused stream is not a silent server.
+    n.now += Duration::from_secs(120);
+    n.e.handle_timeout(n.now);
+    n.pump();
+    assert!(!n.states(a).contains(&Disconnected), "{:?}", n.states(a));
+    n.e.set_rx_paused(n.now, a, false).unwrap();
+    n.pump();
+    let mut want_a = b"resp:/a:".to_vec();
+    want_a.extend(big(1));
+    n.assert_got(a, &want_a);
+    assert_eq!(n.opened.len(), 1);
 }

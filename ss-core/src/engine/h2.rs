@@ -49,7 +49,15 @@ struct Member {
     mp: Option<multipart::Writer>,
     /// A multipart response being split into parts (`http_multipart_ss_in`).
     multipart: Option<multipart::Decoder>,
+    /// Data that arrived while the stream's rx was paused, replayed on
+    /// resume (bounded by the stream's window: it is not credited meanwhile).
+    parked: VecDeque<H2Event>,
 }
+
+/// Connection-level receive window a client grants: sixteen default stream
+/// windows, so paused streams (whose data is not credited back) leave room
+/// for their neighbours.
+const H2_CONNECTION_WINDOW: u32 = 16 * 65_535;
 
 /// A client HTTP/2 connection shared by several streams.
 #[derive(Debug)]
@@ -98,6 +106,9 @@ impl Engine {
             quirk_oflow_txcr: st
                 .as_ref()
                 .is_some_and(|s| s.http.h2_quirk_overflow_tx_credit),
+            // Room for several paused streams' windows before the
+            // connection window (shared by all streams) runs out.
+            connection_window: H2_CONNECTION_WINDOW,
             ..H2Config::default()
         };
         let Some(c) = self.conns.get_mut(&conn) else {
@@ -233,6 +244,7 @@ impl Engine {
             headers,
             end_stream,
         };
+        let paused = self.streams.get(&sid).is_some_and(|s| s.rx_paused);
         let Some(h) = self.conns.get_mut(&conn).and_then(|c| h2_of(&mut c.proto)) else {
             return false;
         };
@@ -240,6 +252,9 @@ impl Engine {
             Ok(key) => {
                 h.waiting.pop_front();
                 h.by_key.insert(key, sid);
+                if paused {
+                    h.m.set_rx_held(key, true);
+                }
                 if let Some(m) = h.members.get_mut(&sid) {
                     m.key = Some(key);
                     m.body_open = !end_stream;
@@ -290,6 +305,45 @@ impl Engine {
         }
     }
 
+    /// Pause or resume one stream's rx on a shared connection: its received
+    /// data is no longer credited to the server (which stops sending on that
+    /// stream only) and what arrives is parked; on resume the parked data is
+    /// delivered in order and credited.
+    pub(super) fn h2_set_rx_paused(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        sid: StreamId,
+        paused: bool,
+    ) {
+        let Some(h) = self.conns.get_mut(&conn).and_then(|c| h2_of(&mut c.proto)) else {
+            return;
+        };
+        let Some(m) = h.members.get_mut(&sid) else {
+            return;
+        };
+        let parked = if paused {
+            VecDeque::new()
+        } else {
+            std::mem::take(&mut m.parked)
+        };
+        if let Some(key) = m.key {
+            h.m.set_rx_held(key, paused);
+        }
+        for ev in parked {
+            self.h2_event(now, conn, ev);
+        }
+        self.h2_pump(now, conn);
+    }
+
+    /// Whether a stream on this HTTP/2 connection has its rx paused (the
+    /// server's silence is then ours).
+    pub(super) fn h2_any_paused(&self, conn: ConnId) -> bool {
+        self.rx_paused > 0
+            && matches!(self.conns.get(&conn).map(|c| &c.proto), Some(Proto::H2(h))
+                if h.members.keys().any(|sid| self.streams.get(sid).is_some_and(|s| s.rx_paused)))
+    }
+
     fn h2_event(&mut self, now: Instant, conn: ConnId, ev: H2Event) {
         let sid_of = |e: &Engine, key: StreamKey| {
             e.conns.get(&conn).and_then(|c| match &c.proto {
@@ -308,6 +362,17 @@ impl Engine {
             }
             H2Event::Data { key, data, eom } => {
                 let Some(sid) = sid_of(self, key) else { return };
+                if self.streams.get(&sid).is_some_and(|s| s.rx_paused) {
+                    if let Some(m) = self
+                        .conns
+                        .get_mut(&conn)
+                        .and_then(|c| h2_of(&mut c.proto))
+                        .and_then(|h| h.members.get_mut(&sid))
+                    {
+                        m.parked.push_back(H2Event::Data { key, data, eom });
+                    }
+                    return;
+                }
                 let Some(h) = self.conns.get_mut(&conn).and_then(|c| h2_of(&mut c.proto)) else {
                     return;
                 };

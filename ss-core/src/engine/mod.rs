@@ -682,8 +682,10 @@ impl Engine {
         } else {
             self.rx_paused = self.rx_paused.saturating_sub(1);
         }
-        if let Some(conn) = conn {
-            self.refresh_rx_pause(now, conn);
+        match conn {
+            Some(conn) if self.is_h2_conn(conn) => self.h2_set_rx_paused(now, conn, id, paused),
+            Some(conn) => self.refresh_rx_pause(now, conn),
+            None => {}
         }
         Ok(())
     }
@@ -703,7 +705,13 @@ impl Engine {
     /// Tell the adapter to stop or resume reading `conn` as its streams'
     /// pauses require; on resume, feed what was held.
     fn refresh_rx_pause(&mut self, now: Instant, conn: ConnId) {
+        // A handshake (TLS, SOCKS5) still under way must be read, and an
+        // HTTP/2 connection pauses per stream through flow control instead.
         let want = self.rx_paused > 0
+            && self
+                .conns
+                .get(&conn)
+                .is_some_and(|c| c.ready && !matches!(c.proto, Proto::H2(_)))
             && self
                 .conn_streams(conn)
                 .iter()
@@ -1123,7 +1131,9 @@ impl Engine {
                 Timer::HttpSilence(conn) => {
                     let secs = self.config.http_silence_timeout.as_secs_f32();
                     let reason = format!("http: no answer from the server in {secs} s");
-                    if self.conns.get(&conn).is_some_and(|c| c.rx_paused) {
+                    if self.conns.get(&conn).is_some_and(|c| c.rx_paused)
+                        || self.h2_any_paused(conn)
+                    {
                         // We stopped reading: the server is not silent.
                         let t = now + self.config.http_silence_timeout;
                         self.timers.set(Timer::HttpSilence(conn), t);
@@ -1599,6 +1609,10 @@ impl Engine {
         c.ready = true;
         c.last_rx.get_or_insert(now);
         self.arm_validity(now, conn);
+        if self.rx_paused > 0 {
+            // A stream paused while its handshake ran: stop reading now.
+            self.refresh_rx_pause(now, conn);
+        }
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };

@@ -159,11 +159,22 @@ impl H2Client {
         let ev = self.link.events.pop_front()?;
         if let H2Event::Data { key, data, .. } = &ev {
             if let Some(s) = self.streams.get_mut(key) {
-                s.rx.release(data.len());
+                s.rx.taken(data.len());
             }
             self.drive();
         }
         Some(ev)
+    }
+
+    /// Stop (`true`) or restart crediting the peer for `key`'s received
+    /// data: per-stream back-pressure, since HTTP/2 multiplexes many streams
+    /// on one connection that must keep being read. While held, at most the
+    /// stream's window (plus the per-stream event bound) is buffered.
+    pub fn set_rx_held(&mut self, key: StreamKey, held: bool) {
+        if let Some(s) = self.streams.get_mut(&key) {
+            s.rx.set_held(held);
+        }
+        self.drive();
     }
 
     /// Streams open now (counting ones whose events are not all taken).

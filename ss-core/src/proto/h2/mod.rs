@@ -526,6 +526,12 @@ pub(crate) struct Rx {
     queued: usize,
     /// The final Data (eom) was queued.
     done: bool,
+    /// The application paused this stream: taken Data is not credited back
+    /// to the peer (so its window runs out and it stops sending on this
+    /// stream only) until resumed.
+    held: bool,
+    /// Bytes taken while held, credited on resume.
+    unreleased: usize,
 }
 
 impl Rx {
@@ -569,6 +575,27 @@ impl Rx {
             }
         }
         Ok(())
+    }
+
+    /// The application took `n` bytes: credit them back to the peer, unless
+    /// the stream is held.
+    fn taken(&mut self, n: usize) {
+        if self.held {
+            self.unreleased = self.unreleased.saturating_add(n);
+        } else {
+            self.release(n);
+        }
+    }
+
+    /// Hold or resume crediting; resuming credits what was held back.
+    fn set_held(&mut self, held: bool) {
+        self.held = held;
+        if !held {
+            let n = std::mem::take(&mut self.unreleased);
+            if n > 0 {
+                self.release(n);
+            }
+        }
     }
 
     /// The application took `n` bytes: credit them back to the peer.

@@ -105,7 +105,7 @@ fn a_stream_through_the_daemon_looks_like_a_direct_one() {
     assert_eq!(
         d.got,
         [ToProxy::StreamtypeCreate {
-            pid: 0,
+            pid: std::process::id(),
             initial_tx_credit: 500_000_000,
             streamtype: "tele".into()
         }]

@@ -5,7 +5,7 @@
 use ss_core::engine::{ListenerId, SockAddr};
 use ss_core::proxy::server::{ProxyConfig, ProxyLog, ProxyServer};
 use ss_core::proxy::wire::{
-    Payload, ToClient, ToClientDecoder, ToProxy, WireMessage, PROTOCOL_VERSION,
+    Payload, ToClient, ToClientDecoder, ToProxy, WireMessage, PROTOCOL_VERSION, REF_CLIENT_RX_PIECE,
 };
 use ss_core::{Action, ConnId, Engine, EngineConfig, Event, Flags, Policy, StreamId, StreamState};
 use std::collections::BTreeMap;
@@ -436,6 +436,12 @@ fn a_link_creates_connects_and_echoes() {
     }
     let got = n.take(c);
     assert_eq!(rx_bytes(&got), big);
+    // At most REF_CLIENT_RX_PIECE per frame: the reference client repeats a
+    // frame's SOM/EOM on every 1380-byte piece of a bigger one.
+    assert!(got.iter().all(|m| match m {
+        ToClient::RxPayload(p) => !p.data.is_empty() && p.data.len() <= REF_CLIENT_RX_PIECE,
+        _ => true,
+    }));
     assert!(!n.closed(c));
     assert!(n.dropped().is_empty(), "{:?}", n.log);
 }

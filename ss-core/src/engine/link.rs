@@ -77,8 +77,10 @@ impl Engine {
         // The reference client's default estimate of the proxy's credit when
         // no manual tx credit is in use: effectively unlimited (flow control
         // then rests on the transport).
+        // The reference client sends getpid(); its proxy shows it in the
+        // stream's log tag.
         let msg = ToProxy::StreamtypeCreate {
-            pid: 0,
+            pid: std::process::id(),
             initial_tx_credit: 500_000_000,
             streamtype: name,
         };

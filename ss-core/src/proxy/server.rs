@@ -753,7 +753,7 @@ impl ProxyServer {
             .max_frame
             .min(MAX_FRAME_BODY)
             .saturating_sub(PAYLOAD_PREFIX_LEN)
-            .max(1);
+            .clamp(1, wire::REF_CLIENT_RX_PIECE);
         let pieces: Vec<&[u8]> = if data.is_empty() {
             vec![data]
         } else {

@@ -54,6 +54,16 @@ pub const MAX_RIDESHARE_LIST_LEN: usize = 127;
 /// Most commas in a rideshare list: the reference client indexes at most
 /// four entries (`rideshare_ofs[4]`).
 pub const MAX_RIDESHARE_LIST_COMMAS: usize = 3;
+/// Most payload bytes a proxy should put in one `RX_PAYLOAD` frame for the
+/// reference client. Its parser hands rx up in pieces of at most 1380 bytes,
+/// and when a frame needs more than one piece it buffers them and then
+/// delivers every piece with the frame's SOM and EOM flags: a 16 KiB frame
+/// flagged SOM reaches the application as a dozen "starts of message". At
+/// most this much per frame, a frame read whole is one delivery with its
+/// flags exactly once. (The reference proxy's own frames are one onward read,
+/// up to 1520 bytes for h1.) Not a decoding limit: frames up to
+/// [`MAX_FRAME_BODY`] are valid.
+pub const REF_CLIENT_RX_PIECE: usize = 1380;
 /// Timeout value asking the proxy to use the policy's timeout.
 pub const TIMEOUT_USE_POLICY: u32 = 0;
 /// Timeout value asking the proxy to cancel the stream's timeout.
@@ -190,7 +200,10 @@ pub struct Payload {
     /// Microseconds the sender held the payload before writing it (the
     /// reference proxy sends 0 here for rx).
     pub latency_us: u32,
-    /// Unix time in microseconds when the sender wrote the frame.
+    /// The sender's clock in microseconds when it wrote the frame. The
+    /// reference header says unix time, but both reference sides write
+    /// `lws_now_usecs()`, `CLOCK_MONOTONIC` on Linux; only its proxy reads
+    /// it (hold-time metrics).
     pub unix_us: u64,
     /// Name of the non-default rideshare streamtype the payload belongs to;
     /// on the wire as a length byte and the name after the timestamps.

@@ -3,10 +3,11 @@
 //! ```text
 //! ss policy check FILE
 //! ss demo
-//! ss get STREAMTYPE --policy FILE [--timeout SECS] [--send TEXT]
+//! ss get STREAMTYPE --policy FILE [--timeout SECS] [--send TEXT] [--via-proxy ADDR]
 //! ss proxy --policy FILE (--unix PATH | --abstract NAME | --listen ADDR:PORT) [--max-links N]
 //! ```
 
+use ss_core::engine::SockAddr;
 use ss_core::policy::{Policy, Protocol};
 use ss_core::proxy::server::{ProxyConfig, ProxyLog, ProxyServer};
 use ss_core::{
@@ -28,8 +29,12 @@ usage:
       client sees: its states (with the reference's LWSSSCS_* names and numbers)
       and its payload. Needs no network access.
   ss get STREAMTYPE --policy FILE [--timeout SECS] [--send TEXT]
+         [--via-proxy ADDR]
       Connect one client stream of STREAMTYPE, optionally send TEXT, and copy
       what it receives to stdout until the peer closes (default timeout 10 s).
+      --via-proxy: have a Secure Streams proxy daemon (ss proxy, or the
+      reference's) fulfil the stream; ADDR is +@NAME (abstract socket, e.g.
+      +@proxy.ss.lws), +PATH (Unix socket) or IP:PORT.
   ss proxy --policy FILE (--unix PATH | --abstract NAME | --listen ADDR:PORT)
            [--max-links N]
       Run a Secure Streams proxy daemon: application processes connect one
@@ -590,6 +595,21 @@ struct GetArgs {
     policy: String,
     timeout: Duration,
     send: Option<String>,
+    via_proxy: Option<SockAddr>,
+}
+
+/// `--via-proxy ADDR`: `+@name`, `+path` or `IP:PORT` (the reference's
+/// `ss_proxy_bind` / `ss_proxy_address` forms).
+fn parse_proxy_addr(v: &str) -> Result<SockAddr, String> {
+    match v.strip_prefix('+').map(|a| (a, a.strip_prefix('@'))) {
+        Some((_, Some(name))) if !name.is_empty() => Ok(SockAddr::UnixAbstract(name.to_string())),
+        Some((path, None)) if !path.is_empty() => Ok(SockAddr::Unix(path.to_string())),
+        Some(_) => Err(format!("--via-proxy {v:?}: empty socket name")),
+        None => v
+            .parse()
+            .map(SockAddr::Ip)
+            .map_err(|_| format!("--via-proxy {v:?} is neither +@NAME, +PATH nor IP:PORT")),
+    }
 }
 
 impl GetArgs {
@@ -598,6 +618,7 @@ impl GetArgs {
         let mut policy = None;
         let mut timeout = Duration::from_secs(10);
         let mut send = None;
+        let mut via_proxy = None;
         let mut it = args.iter();
         while let Some(a) = it.next() {
             let mut value = |name: &str| {
@@ -617,6 +638,7 @@ impl GetArgs {
                     timeout = Duration::from_secs_f64(secs);
                 }
                 "--send" => send = Some(value("--send")?),
+                "--via-proxy" => via_proxy = Some(parse_proxy_addr(&value("--via-proxy")?)?),
                 s if s.starts_with("--") => return Err(format!("unknown option {s}")),
                 s if streamtype.is_none() => streamtype = Some(s.to_string()),
                 s => return Err(format!("unexpected argument {s:?}")),
@@ -627,6 +649,7 @@ impl GetArgs {
             policy: policy.ok_or("get needs --policy FILE")?,
             timeout,
             send,
+            via_proxy,
         })
     }
 }
@@ -739,7 +762,11 @@ fn run_get(policy: Policy, a: &GetArgs) -> Result<(), String> {
             .filter(|s| !s.is_empty()),
         ..Default::default()
     }));
-    let mut rt = Runtime::new(Host::new(Engine::new(policy, env_config())));
+    let config = EngineConfig {
+        proxy: a.via_proxy.clone(),
+        ..env_config()
+    };
+    let mut rt = Runtime::new(Host::new(Engine::new(policy, config)));
     let now = rt.now();
     let id: StreamId = rt
         .host()
@@ -810,6 +837,23 @@ mod tests {
         assert!(GetArgs::parse(&["x"]).is_err());
         assert!(GetArgs::parse(&["x", "--policy"]).is_err());
         assert!(GetArgs::parse(&["x", "--policy", "p", "--timeout", "-1"]).is_err());
+        let via =
+            |v| GetArgs::parse(&["x", "--policy", "p", "--via-proxy", v]).map(|a| a.via_proxy);
+        assert_eq!(
+            via("+@proxy.ss.lws"),
+            Ok(Some(SockAddr::UnixAbstract("proxy.ss.lws".into())))
+        );
+        assert_eq!(
+            via("+/tmp/p.sock"),
+            Ok(Some(SockAddr::Unix("/tmp/p.sock".into())))
+        );
+        assert_eq!(
+            via("127.0.0.1:9"),
+            Ok(Some(SockAddr::Ip("127.0.0.1:9".parse().unwrap())))
+        );
+        assert!(via("+@").is_err());
+        assert!(via("+").is_err());
+        assert!(via("proxy.ss.lws").is_err());
     }
 
     fn get_policy(port: u16) -> Policy {
@@ -826,6 +870,7 @@ mod tests {
             policy: "built-in".into(),
             timeout: Duration::from_secs(5),
             send: send.map(String::from),
+            via_proxy: None,
         }
     }
 

@@ -17,6 +17,8 @@
 #   3  ref-sspc-fetch -> ss proxy              256 KiB h1 body: every byte, and
 #                                              SOM/EOM at most twice (see below)
 #   3b ref-sspc-fetch -> reference proxy       the same (baseline)
+#   3c ref-sspc-fetch -> ss proxy              the same with the default 32 KiB
+#                                              proxy_buflen (rx flow control)
 #   4  reference client-tx -> ss proxy         raw tx, bytes reach the peer
 #   5  ss get --via-proxy -> reference proxy   h1 GET
 #   6  ss get --via-proxy -> reference proxy   raw tx and rx (echo)
@@ -155,7 +157,7 @@ EOF
 }
 policy policy.json "" 'index.html?uptag=${uptag}'
 # The reference proxy drops a fast body beyond proxy_buflen (no rx flow
-# control in this policy) and so does ss proxy: give the big body room.
+# control in this policy): give the big body room (3c shows ss proxy without).
 policy policy-big.json ', "proxy_buflen": 1048576' big.txt
 
 SOCK=ss-ref-sspc-$$
@@ -245,6 +247,16 @@ stop "$SS_PID"
 
 # 3, 3b big body
 BIG=$(wc -c <www/big.txt | tr -d ' ')
+# 3c: with the default 32 KiB proxy_buflen, ss proxy pauses the onward
+# connection while the reference client catches up (rx flow control).
+policy policy-small.json '' big.txt
+start_ss policy-small.json
+if fetch_big 3c; then
+	pass "3c ref-sspc-fetch -> ss proxy, default proxy_buflen: $BIG-byte body intact ($(tail -1 3c.err | sed "s/.*bytes, //"))"
+else
+	fail "3c ref-sspc-fetch -> ss proxy, default proxy_buflen, $BIG-byte body: $(tail -1 3c.err): see $RUN/3c.out, 3c.err, ss-proxy.err"
+fi
+stop "$SS_PID"
 start_ss policy-big.json
 if fetch_big 3; then
 	pass "3 ref-sspc-fetch -> ss proxy: $BIG-byte body intact ($(tail -1 3.err | sed "s/.*bytes, //"))"

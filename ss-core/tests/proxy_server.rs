@@ -75,12 +75,23 @@ impl Peer {
                 let body = format!("body:{path}").into_bytes();
                 e.server_ack(*stream, 200).unwrap();
                 e.set_metadata(*stream, "mime", b"text/x-test").unwrap();
-                e.request_tx_len(now, *stream, body.len() as u64).unwrap();
+                if path.contains("chunked") {
+                    // No length: a chunked body, whose end arrives on its own.
+                    e.request_tx(now, *stream).unwrap();
+                } else {
+                    e.request_tx_len(now, *stream, body.len() as u64).unwrap();
+                }
                 self.http_body.insert(*stream, body);
             }
             Event::Writable { stream, .. } => {
                 if let Some(b) = self.http_body.remove(stream) {
-                    e.write(now, *stream, &b, Flags::SOM | Flags::EOM).unwrap();
+                    if b.ends_with(b"chunked") {
+                        // The body, then its end on its own (the last chunk).
+                        e.write(now, *stream, &b, Flags::SOM).unwrap();
+                        e.write(now, *stream, &[], Flags::EOM).unwrap();
+                    } else {
+                        e.write(now, *stream, &b, Flags::SOM | Flags::EOM).unwrap();
+                    }
                 } else if let Some(b) = self.echo.remove(stream) {
                     e.write(now, *stream, &b, Flags::NONE).unwrap();
                 }
@@ -747,4 +758,40 @@ fn timeout_updates_reach_the_onward_stream() {
     n.d.handle_timeout(n.now);
     n.pump();
     assert!(!states(&n.take(c)).contains(&StreamState::Timeout));
+}
+
+/// The end of a chunked body arrives as an empty EOM from the onward
+/// stream; the daemon folds it into the payload frame before it, since the
+/// reference client mishandles empty RX_PAYLOAD frames.
+#[test]
+fn a_bare_eom_joins_the_last_payload_frame() {
+    let mut n = Net::new();
+    let c = n.connect();
+    n.send(c, &[create("hget")]);
+    n.take(c);
+    n.send(
+        c,
+        &[
+            ToProxy::Metadata {
+                name: "id".into(),
+                value: b"chunked".to_vec(),
+            },
+            ToProxy::OnwardConnect,
+        ],
+    );
+    let got = n.take(c);
+    let payloads: Vec<&Payload> = got
+        .iter()
+        .filter_map(|m| match m {
+            ToClient::RxPayload(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rx_bytes(&got), b"body:/items/chunked");
+    assert!(
+        payloads.iter().all(|p| !p.data.is_empty()),
+        "an empty RX_PAYLOAD went out: {payloads:?}"
+    );
+    assert!(payloads.last().unwrap().flags.contains(Flags::EOM));
+    assert!(payloads[0].flags.contains(Flags::SOM));
 }

@@ -123,6 +123,9 @@ struct Link {
     onward: Option<StreamId>,
     /// Bytes (encoded frames) waiting to be written to the link.
     out: Vec<u8>,
+    /// Where in `out` the last frame starts when it is an RX_PAYLOAD not yet
+    /// written at all: a following bare EOM is folded into its flags.
+    last_rx_at: Option<usize>,
     /// Payload from the client waiting for the onward stream's `Writable`.
     tx: VecDeque<(Vec<u8>, Flags)>,
     tx_bytes: usize,
@@ -304,6 +307,7 @@ impl ProxyServer {
                         dec: ToProxyDecoder::new(limits),
                         onward: None,
                         out: Vec::new(),
+                        last_rx_at: None,
                         tx: VecDeque::new(),
                         tx_bytes: 0,
                         buflen: DEFAULT_BUFLEN as usize,
@@ -558,6 +562,7 @@ impl ProxyServer {
         let before = l.out.len();
         msg.encode(&mut l.out)
             .map_err(|e| format!("cannot encode for the client: {e}"))?;
+        l.last_rx_at = matches!(msg, ToClient::RxPayload(_)).then_some(before);
         if l.out.len() > cap {
             l.out.truncate(before);
             return Err("client does not read (link buffer full)".into());
@@ -575,6 +580,7 @@ impl ProxyServer {
             return;
         }
         let chunk: Vec<u8> = l.out.drain(..n).collect();
+        l.last_rx_at = l.last_rx_at.and_then(|at| at.checked_sub(n));
         let more = !l.out.is_empty();
         if l.onward_paused && l.out.len() <= l.rxflow_off_below {
             l.onward_paused = false;
@@ -745,8 +751,22 @@ impl ProxyServer {
         data: &[u8],
         flags: Flags,
     ) -> Result<(), String> {
-        if !self.links.contains_key(&link) {
+        let Some(l) = self.links.get_mut(&link) else {
             return Ok(());
+        };
+        // A bare EOM (e.g. the end of a chunked body) joins the payload frame
+        // before it while that is still queued whole: the reference client
+        // mishandles empty RX_PAYLOAD frames (it loses data from later frames
+        // split across reads, see docs/proxy.md).
+        let bare_eom = Flags(flags.0 & !Flags::RIDESHARE.0) == Flags::EOM;
+        if data.is_empty() && bare_eom {
+            if let Some(at) = l.last_rx_at {
+                if let Some(f) = l.out.get_mut(at + 3..at + 7) {
+                    let v = u32::from_be_bytes([f[0], f[1], f[2], f[3]]) | Flags::EOM.0;
+                    f.copy_from_slice(&v.to_be_bytes());
+                    return Ok(());
+                }
+            }
         }
         let max = self
             .config

@@ -192,17 +192,10 @@ async fn mutual_tls_client_certificate_from_the_application() {
 
 #[test]
 fn openssl_s_client_against_our_tls_server() {
-    use ss_core::{Handler, Host, SsRet, StreamCtx};
+    use ss_core::{Handler, SsRet, StreamCtx};
     require("openssl");
     let pki = TestPki::new(&["localhost", "127.0.0.1"]);
-    let json = format!(
-        r#"{{"certs": [{{"leaf": "{}"}}, {{"leaf_key": "{}"}}],
-            "s": [{{"srv": {{"server": true, "endpoint": "127.0.0.1", "port": 0,
-                   "protocol": "h1", "tls": true, "server_cert": "leaf",
-                   "server_key": "leaf_key", "metadata": [{{"mime": "content-type:"}}]}}}}]}}"#,
-        b64(&pki.server().der),
-        b64(&pki.server().key_der)
-    );
+    let json = conformance::peers::tls_server_policy(&pki, "h1", r#"[{"mime": "content-type:"}]"#);
     struct Hello;
     impl Handler for Hello {
         fn state(&mut self, ctx: &mut StreamCtx<'_>, state: StreamState, _: u32) -> SsRet {
@@ -225,27 +218,8 @@ fn openssl_s_client_against_our_tls_server() {
             SsRet::Ok
         }
     }
-    struct Quiet;
-    impl Handler for Quiet {}
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let st = stop.clone();
-    let t = std::thread::spawn(move || {
-        let engine = Engine::new(Policy::parse(&json).unwrap(), EngineConfig::default());
-        let mut rt = ss_tokio::Runtime::new(Host::new(engine));
-        let now = rt.now();
-        let id = rt
-            .host()
-            .create_server(now, "srv", Box::new(Quiet), Box::new(|_| Box::new(Hello)))
-            .unwrap();
-        rt.run_until(WAIT, &mut |h| h.listening(id).is_some());
-        let addr: std::net::SocketAddr = rt.host().listening(id).unwrap().unwrap().parse().unwrap();
-        tx.send(addr.port()).unwrap();
-        while !st.load(std::sync::atomic::Ordering::Relaxed) {
-            rt.run_until(Duration::from_millis(20), &mut |_| false);
-        }
-    });
-    let port = rx.recv().unwrap();
+    let server = conformance::peers::OurServer::start(json, || Box::new(Hello));
+    let port = server.port();
     let dir = tempfile::tempdir().unwrap();
     let [ca, ..] = pki.write_files(dir.path());
     let out = std::process::Command::new("curl")
@@ -281,11 +255,5 @@ fn openssl_s_client_against_our_tls_server() {
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(text.contains("Verify return code: 0 (ok)"), "{text}");
     assert!(text.contains("ALPN protocol: http/1.1"), "{text}");
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    t.join().unwrap();
-}
-
-fn b64(der: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(der)
+    drop(server);
 }

@@ -183,25 +183,14 @@ async fn an_http11_only_server_gets_http11() {
 /// drives 200 requests; every response is the handler's.
 #[test]
 fn nghttp_and_h2load_against_our_h2_server() {
-    use ss_core::{Engine, Handler, Host, SsRet, StreamCtx};
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use conformance::peers::{tls_server_policy, OurServer};
+    use ss_core::{Handler, SsRet, StreamCtx};
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     require("nghttp");
     require("h2load");
     let pki = TestPki::new(&["localhost", "127.0.0.1"]);
-    let b64 = |d: &[u8]| {
-        use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD.encode(d)
-    };
-    let json = format!(
-        r#"{{"certs": [{{"leaf": "{}"}}, {{"leaf_key": "{}"}}],
-            "s": [{{"srv": {{"server": true, "endpoint": "127.0.0.1", "port": 0,
-                   "protocol": "h2", "tls": true, "server_cert": "leaf",
-                   "server_key": "leaf_key",
-                   "metadata": [{{"mime": "content-type:"}}, {{"path": ""}}]}}}}]}}"#,
-        b64(&pki.server().der),
-        b64(&pki.server().key_der)
-    );
+    let json = tls_server_policy(&pki, "h2", r#"[{"mime": "content-type:"}, {"path": ""}]"#);
     struct Answer {
         body: Vec<u8>,
         served: Arc<AtomicUsize>,
@@ -236,38 +225,15 @@ fn nghttp_and_h2load_against_our_h2_server() {
             SsRet::Ok
         }
     }
-    struct Quiet;
-    impl Handler for Quiet {}
     let served = Arc::new(AtomicUsize::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let (st, sv) = (stop.clone(), served.clone());
-    let t = std::thread::spawn(move || {
-        let engine = Engine::new(Policy::parse(&json).unwrap(), EngineConfig::default());
-        let mut rt = ss_tokio::Runtime::new(Host::new(engine));
-        let now = rt.now();
-        let id = rt
-            .host()
-            .create_server(
-                now,
-                "srv",
-                Box::new(Quiet),
-                Box::new(move |_| {
-                    Box::new(Answer {
-                        body: vec![],
-                        served: sv.clone(),
-                    })
-                }),
-            )
-            .unwrap();
-        rt.run_until(Duration::from_secs(5), &mut |h| h.listening(id).is_some());
-        let addr: std::net::SocketAddr = rt.host().listening(id).unwrap().unwrap().parse().unwrap();
-        tx.send(addr.port()).unwrap();
-        while !st.load(Ordering::Relaxed) {
-            rt.run_until(Duration::from_millis(20), &mut |_| false);
-        }
+    let sv = served.clone();
+    let server = OurServer::start(json, move || {
+        Box::new(Answer {
+            body: vec![],
+            served: sv.clone(),
+        })
     });
-    let port = rx.recv().unwrap();
+    let port = server.port();
     // nghttp: three paths on one connection, verbose frames to see ALPN.
     let out = Command::new("nghttp")
         .args(["-nv", "-t", "10"])
@@ -302,8 +268,7 @@ fn nghttp_and_h2load_against_our_h2_server() {
     );
     assert!(text.contains("status codes: 200 2xx"), "{text}");
     assert!(served.load(Ordering::Relaxed) >= 205);
-    stop.store(true, Ordering::Relaxed);
-    t.join().unwrap();
+    drop(server);
 }
 
 /// Distinct nginx connections (the `$connection` serial) of the access-log

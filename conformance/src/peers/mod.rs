@@ -8,6 +8,7 @@
 
 mod mosquitto;
 mod nginx;
+mod our_server;
 mod pki;
 mod pyedge;
 mod wspeer;
@@ -16,6 +17,7 @@ pub use mosquitto::{Mosquitto, MosquittoOpts, MosquittoSub};
 pub use nginx::{
     big_bin_byte, big_bin_content, Nginx, NginxOpts, BIG_BIN_LEN, ECHO_MODULE, INDEX_HTML,
 };
+pub use our_server::{tls_server_policy, OurServer};
 pub use pki::{CaCert, LeafCert, TestPki};
 pub use pyedge::{edge_body, edge_byte, PyEdge};
 pub use wspeer::{

@@ -30,7 +30,7 @@
 //! [`Sim`] itself checks state transitions, event order and leaks.
 
 use super::net::{derive_seed, App, AppCx, FaultConfig, NodeId, Sim, SimRng, Stack, Stats};
-use super::shared::{self, new_engine, retry_policy, server_endpoint};
+use super::shared::{self, new_engine, retry_policy, server_endpoint, ServerApp, ServerState};
 pub use super::shared::{tls_certs, TlsCerts, SERVER_IP, SERVER_NAME, UNIX_TIME};
 use super::trace::{Fault, FaultKind, NetStep, TraceEntry, TraceKind};
 use crate::tls_provider::deterministic_provider;
@@ -384,7 +384,7 @@ pub struct SrvRequest {
 }
 
 /// What the server's handlers share with the server app.
-struct SrvShared {
+pub struct SrvShared {
     rng: SimRng,
     busy: f64,
     abort: f64,
@@ -588,22 +588,14 @@ impl Handler for SrvHandler {
     }
 }
 
-/// The listening stream's handler: nothing to do.
-struct Listener;
-impl Handler for Listener {}
-
-/// The server node's application: makes the server stream and reports what
-/// its handlers did (faults, notes, every request received).
-pub struct H2Server {
-    shared: Rc<RefCell<SrvShared>>,
-    server: Option<StreamId>,
-}
+/// The server node's application (see [`ServerApp`]).
+pub type H2Server = ServerApp<SrvShared>;
 
 impl H2Server {
     /// A server misbehaving as `cfg` says.
     pub fn new(cfg: &H2SimConfig) -> Self {
-        H2Server {
-            shared: Rc::new(RefCell::new(SrvShared {
+        ServerApp::with_state(
+            SrvShared {
                 rng: SimRng::new(derive_seed(cfg.seed, 300)),
                 busy: cfg.server_busy,
                 abort: cfg.server_abort,
@@ -612,58 +604,9 @@ impl H2Server {
                 requests: vec![],
                 faults: vec![],
                 notes: vec![],
-            })),
-            server: None,
-        }
-    }
-
-    /// Every request the server saw, in order.
-    pub fn requests(&self) -> Vec<SrvRequest> {
-        self.shared.borrow().requests.clone()
-    }
-
-    fn flush(&self, cx: &mut AppCx<'_>) {
-        let (faults, notes) = {
-            let mut sh = self.shared.borrow_mut();
-            (
-                std::mem::take(&mut sh.faults),
-                std::mem::take(&mut sh.notes),
-            )
-        };
-        for f in faults {
-            cx.fault(f);
-        }
-        for n in notes {
-            match n.strip_prefix("VIOLATION ") {
-                Some(v) => cx.violation(v),
-                None => cx.note(n),
-            }
-        }
-    }
-}
-
-impl App for H2Server {
-    fn on_event(&mut self, cx: &mut AppCx<'_>, ev: &Event) {
-        self.flush(cx);
-        if let Event::ListenFailed { reason, .. } = ev {
-            cx.violation(format!("server could not listen: {reason}"));
-        }
-    }
-
-    fn on_wake(&mut self, cx: &mut AppCx<'_>, tag: u64) {
-        if tag != START {
-            return;
-        }
-        let now = cx.now();
-        let Some(host) = cx.host() else {
-            return cx.violation("the HTTP/2 server needs a Host");
-        };
-        let shared = self.shared.clone();
-        let made = host.create_server(
-            now,
+            },
             "h2_srv",
-            Box::new(Listener),
-            Box::new(move |_| {
+            |shared| {
                 Box::new(SrvHandler {
                     shared: shared.clone(),
                     req: None,
@@ -672,25 +615,22 @@ impl App for H2Server {
                     cuts: vec![],
                     piece: 0,
                 })
-            }),
-        );
-        match made {
-            Ok(s) => self.server = Some(s),
-            Err(e) => cx.violation(format!("create_server: {e}")),
-        }
+            },
+        )
     }
 
-    fn shutdown(&mut self, cx: &mut AppCx<'_>) {
-        if let Some(s) = self.server.take() {
-            let now = cx.now();
-            if let Err(e) = cx.engine().destroy(now, s) {
-                cx.violation(format!("destroy server: {e}"));
-            }
-        }
+    /// Every request the server saw, in order.
+    pub fn requests(&self) -> Vec<SrvRequest> {
+        self.state().requests.clone()
     }
+}
 
-    fn as_any(&self) -> &dyn Any {
-        self
+impl ServerState for SrvShared {
+    fn take_report(&mut self) -> (Vec<Fault>, Vec<String>) {
+        (
+            std::mem::take(&mut self.faults),
+            std::mem::take(&mut self.notes),
+        )
     }
 }
 

@@ -2,15 +2,19 @@
 //! [`super::ws`]) share:
 //! the server's name and address, the engines' clock, the deterministic TLS
 //! certificates, policy and engine helpers, and the seed sweep with its
-//! fault tally (used by the sweep tests to run and summarise many seeds).
+//! fault tally (used by the sweep tests to run and summarise many seeds),
+//! and the server node's application ([`ServerApp`]).
 
-use super::net::{SimRng, Stats};
-use super::trace::FaultKind;
+use super::net::{App, AppCx, SimRng, Stats};
+use super::trace::{Fault, FaultKind};
 use ss_core::policy::{Cert, Policy, TrustStore};
-use ss_core::{Engine, EngineConfig, RetryPolicy};
+use ss_core::{Engine, EngineConfig, Event, Handler, RetryPolicy, StreamId};
+use std::any::Any;
+use std::cell::{Ref, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
+use std::rc::Rc;
 use std::sync::OnceLock;
 
 /// The server's DNS name (also in the TLS certificate).
@@ -261,5 +265,107 @@ impl FaultTally {
             .copied()
             .filter(|k| self.seeds_with_fault.get(k).copied().unwrap_or(0) == 0)
             .collect()
+    }
+}
+
+/// Server state a scenario's handlers share with their node's [`ServerApp`]:
+/// besides its own fields, the faults and notes handlers leave for the trace.
+pub trait ServerState: 'static {
+    /// Take the faults and notes left since the last call (a note starting
+    /// with `VIOLATION ` is reported as a violation).
+    fn take_report(&mut self) -> (Vec<Fault>, Vec<String>);
+}
+
+/// The listening stream's handler: nothing to do.
+struct Listener;
+impl Handler for Listener {}
+
+/// A server node's application, the same for every client/server scenario:
+/// at [`START`](super::http::START) it creates the `streamtype` server stream,
+/// giving each accepted connection `handler(&shared)`, and it hands what the
+/// handlers report to the trace; the scenario reads [`ServerApp::state`].
+pub struct ServerApp<S: ServerState> {
+    shared: Rc<RefCell<S>>,
+    streamtype: &'static str,
+    handler: fn(&Rc<RefCell<S>>) -> Box<dyn Handler>,
+    server: Option<StreamId>,
+}
+
+impl<S: ServerState> ServerApp<S> {
+    /// A server node running `streamtype` with `state` shared by its handlers.
+    pub fn with_state(
+        state: S,
+        streamtype: &'static str,
+        handler: fn(&Rc<RefCell<S>>) -> Box<dyn Handler>,
+    ) -> Self {
+        ServerApp {
+            shared: Rc::new(RefCell::new(state)),
+            streamtype,
+            handler,
+            server: None,
+        }
+    }
+
+    /// The state the handlers share.
+    pub fn state(&self) -> Ref<'_, S> {
+        self.shared.borrow()
+    }
+
+    fn flush(&self, cx: &mut AppCx<'_>) {
+        let (faults, notes) = self.shared.borrow_mut().take_report();
+        for f in faults {
+            cx.fault(f);
+        }
+        for n in notes {
+            match n.strip_prefix("VIOLATION ") {
+                Some(v) => cx.violation(v),
+                None => cx.note(n),
+            }
+        }
+    }
+}
+
+impl<S: ServerState> App for ServerApp<S> {
+    fn on_event(&mut self, cx: &mut AppCx<'_>, ev: &Event) {
+        self.flush(cx);
+        if let Event::ListenFailed { reason, .. } = ev {
+            cx.violation(format!("server could not listen: {reason}"));
+        }
+    }
+
+    fn on_wake(&mut self, cx: &mut AppCx<'_>, tag: u64) {
+        if tag != super::http::START {
+            return;
+        }
+        let now = cx.now();
+        let streamtype = self.streamtype;
+        let Some(host) = cx.host() else {
+            return cx.violation(format!("the {streamtype} server needs a Host"));
+        };
+        let shared = self.shared.clone();
+        let handler = self.handler;
+        let made = host.create_server(
+            now,
+            streamtype,
+            Box::new(Listener),
+            Box::new(move |_| handler(&shared)),
+        );
+        match made {
+            Ok(s) => self.server = Some(s),
+            Err(e) => cx.violation(format!("create_server: {e}")),
+        }
+    }
+
+    fn shutdown(&mut self, cx: &mut AppCx<'_>) {
+        if let Some(s) = self.server.take() {
+            let now = cx.now();
+            if let Err(e) = cx.engine().destroy(now, s) {
+                cx.violation(format!("destroy server: {e}"));
+            }
+        }
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 }

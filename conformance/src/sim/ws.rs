@@ -33,7 +33,9 @@
 //! [`deterministic_provider`] per engine, so a `wss` run replays byte for byte.
 
 use super::net::{derive_seed, App, AppCx, FaultConfig, NodeId, Sim, SimRng, Stack, Stats};
-use super::shared::{cuts, new_engine, retry_policy, server_endpoint, with_tls, SERVER_IP};
+use super::shared::{
+    cuts, new_engine, retry_policy, server_endpoint, with_tls, ServerApp, ServerState, SERVER_IP,
+};
 pub use super::shared::{SERVER_NAME, UNIX_TIME};
 use super::trace::{Fault, FaultKind, TraceEntry};
 use crate::tls_provider::deterministic_provider;
@@ -345,7 +347,7 @@ pub struct SrvConn {
 }
 
 /// What the server's handlers share with the server app.
-struct SrvShared {
+pub struct SrvShared {
     rng: SimRng,
     greeting: bool,
     abort: f64,
@@ -545,22 +547,14 @@ impl Handler for SrvHandler {
     }
 }
 
-/// The listening stream's handler: nothing to do.
-struct Listener;
-impl Handler for Listener {}
-
-/// The server node's application: makes the server stream and reports what
-/// its handlers did (faults, notes, every upgraded connection).
-pub struct WsServer {
-    shared: Rc<RefCell<SrvShared>>,
-    server: Option<StreamId>,
-}
+/// The server node's application (see [`ServerApp`]).
+pub type WsServer = ServerApp<SrvShared>;
 
 impl WsServer {
     /// A server misbehaving as `cfg` says.
     pub fn new(cfg: &WsSimConfig) -> Self {
-        WsServer {
-            shared: Rc::new(RefCell::new(SrvShared {
+        ServerApp::with_state(
+            SrvShared {
                 rng: SimRng::new(derive_seed(cfg.seed, 300)),
                 greeting: cfg.greeting,
                 abort: cfg.server_abort,
@@ -568,83 +562,31 @@ impl WsServer {
                 conns: vec![],
                 faults: vec![],
                 notes: vec![],
-            })),
-            server: None,
-        }
-    }
-
-    /// Every upgraded connection the server saw, in order.
-    pub fn conns(&self) -> Vec<SrvConn> {
-        self.shared.borrow().conns.clone()
-    }
-
-    fn flush(&self, cx: &mut AppCx<'_>) {
-        let (faults, notes) = {
-            let mut sh = self.shared.borrow_mut();
-            (
-                std::mem::take(&mut sh.faults),
-                std::mem::take(&mut sh.notes),
-            )
-        };
-        for f in faults {
-            cx.fault(f);
-        }
-        for n in notes {
-            match n.strip_prefix("VIOLATION ") {
-                Some(v) => cx.violation(v),
-                None => cx.note(n),
-            }
-        }
-    }
-}
-
-impl App for WsServer {
-    fn on_event(&mut self, cx: &mut AppCx<'_>, ev: &Event) {
-        self.flush(cx);
-        if let Event::ListenFailed { reason, .. } = ev {
-            cx.violation(format!("server could not listen: {reason}"));
-        }
-    }
-
-    fn on_wake(&mut self, cx: &mut AppCx<'_>, tag: u64) {
-        if tag != START {
-            return;
-        }
-        let now = cx.now();
-        let Some(host) = cx.host() else {
-            return cx.violation("the WebSocket server needs a Host");
-        };
-        let shared = self.shared.clone();
-        let made = host.create_server(
-            now,
+            },
             "ws_srv",
-            Box::new(Listener),
-            Box::new(move |_| {
+            |shared| {
                 Box::new(SrvHandler {
                     shared: shared.clone(),
                     conn: None,
                     queue: VecDeque::new(),
                     piece: 0,
                 })
-            }),
-        );
-        match made {
-            Ok(s) => self.server = Some(s),
-            Err(e) => cx.violation(format!("create_server: {e}")),
-        }
+            },
+        )
     }
 
-    fn shutdown(&mut self, cx: &mut AppCx<'_>) {
-        if let Some(s) = self.server.take() {
-            let now = cx.now();
-            if let Err(e) = cx.engine().destroy(now, s) {
-                cx.violation(format!("destroy server: {e}"));
-            }
-        }
+    /// Every upgraded connection the server saw, in order.
+    pub fn conns(&self) -> Vec<SrvConn> {
+        self.state().conns.clone()
     }
+}
 
-    fn as_any(&self) -> &dyn Any {
-        self
+impl ServerState for SrvShared {
+    fn take_report(&mut self) -> (Vec<Fault>, Vec<String>) {
+        (
+            std::mem::take(&mut self.faults),
+            std::mem::take(&mut self.notes),
+        )
     }
 }
 

@@ -2,8 +2,10 @@
 //!
 //! One loop task owns the [`Engine`] and the sockets. Handles talk to it over
 //! a bounded command channel ([`COMMAND_CAPACITY`]); each stream gets its
-//! payload on a bounded channel ([`RX_CAPACITY`] payloads) and its states on a
-//! bounded ring ([`STATE_CAPACITY`] states, oldest dropped when a reader lags).
+//! payload and states, in order, on a bounded channel ([`RX_CAPACITY`]
+//! events; [`SsStream::next_event`], or [`SsStream::recv`] for payload only),
+//! and its states also on a bounded ring ([`STATE_CAPACITY`] states, oldest
+//! dropped when a reader lags; [`SsStream::next_state`]).
 
 use crate::io::Io;
 use ss_core::policy::Protocol;
@@ -15,9 +17,10 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// Commands waiting for the loop, shared by the [`Client`] and all its streams.
 pub const COMMAND_CAPACITY: usize = 64;
-/// Payloads received and not yet taken with [`SsStream::recv`], per stream.
-/// When full, the loop waits, which in turn stops reading from every socket:
-/// keep receiving on streams that get payload.
+/// Events (payload and states) received and not yet taken with
+/// [`SsStream::next_event`] or [`SsStream::recv`], per stream. Beyond it the
+/// loop keeps a backlog and pauses that stream's rx (so its peer slows down)
+/// until the application catches up.
 pub const RX_CAPACITY: usize = 64;
 /// States kept for [`SsStream::next_state`], per stream; a reader that falls
 /// further behind loses the oldest ones.
@@ -53,11 +56,19 @@ impl From<ss_core::Error> for Error {
 }
 
 type Reply<T> = oneshot::Sender<Result<T, Error>>;
-type Payload = (Vec<u8>, Flags);
+
+/// What a stream reports, in the order it happened: see [`SsStream::next_event`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamEvent {
+    /// Payload received, with its SOM/EOM flags.
+    Rx(Vec<u8>, Flags),
+    /// The stream entered this state.
+    State(StreamState),
+}
 
 struct Created {
     id: StreamId,
-    rx: mpsc::Receiver<Payload>,
+    rx: mpsc::Receiver<StreamEvent>,
     states: broadcast::Receiver<StreamState>,
 }
 
@@ -148,7 +159,7 @@ impl Client {
 pub struct SsStream {
     id: StreamId,
     cmd: mpsc::Sender<Cmd>,
-    rx: mpsc::Receiver<Payload>,
+    rx: mpsc::Receiver<StreamEvent>,
     states: broadcast::Receiver<StreamState>,
     destroyed: bool,
 }
@@ -174,8 +185,26 @@ impl SsStream {
     }
 
     /// The next payload and its flags; `None` once the stream is destroyed
-    /// and everything received before has been taken.
+    /// and everything received before has been taken. Skips the states that
+    /// [`SsStream::next_event`] would give between payloads (they are still
+    /// seen by [`SsStream::next_state`]).
     pub async fn recv(&mut self) -> Option<(Vec<u8>, Flags)> {
+        loop {
+            match self.rx.recv().await? {
+                StreamEvent::Rx(data, flags) => return Some((data, flags)),
+                StreamEvent::State(_) => {}
+            }
+        }
+    }
+
+    /// The next thing that happened to the stream, payload or state, in the
+    /// order the engine reported them (so e.g. the last payload of a
+    /// transaction comes before its QOS_ACK_REMOTE and DISCONNECTED); `None`
+    /// once the stream is destroyed and everything before was taken. Use
+    /// either this or [`SsStream::recv`] on a stream: both take from the
+    /// same queue. While the application is behind, the stream's rx is
+    /// paused, so a slow reader slows the peer instead of buffering.
+    pub async fn next_event(&mut self) -> Option<StreamEvent> {
         self.rx.recv().await
     }
 
@@ -246,11 +275,11 @@ struct Outgoing {
 }
 
 struct Slot {
-    rx: mpsc::Sender<Payload>,
-    /// Payload the application has not made room for yet; while it is not
-    /// empty the stream's connection is not read (back-pressure to the peer
-    /// without stalling the loop, which must keep sending for the app).
-    backlog: VecDeque<Payload>,
+    rx: mpsc::Sender<StreamEvent>,
+    /// Events the application has not made room for yet; while there are
+    /// any the stream's rx is paused (back-pressure to the peer without
+    /// stalling the loop, which must keep sending for the app).
+    backlog: VecDeque<StreamEvent>,
     /// The stream's rx is paused in the engine until the backlog drains.
     paused: bool,
     states: broadcast::Sender<StreamState>,
@@ -276,17 +305,31 @@ async fn run(engine: Engine, mut cmds: mpsc::Receiver<Cmd>) {
         }
         l.settle(now);
         let wake = l.engine.poll_timeout();
-        // A stream with backlog waits for room in its payload channel.
-        let waiting = l
+        // Streams with backlog wait for room in their channels; any one that
+        // gets room is served (one reader that never reads starves no other).
+        let waiting: Vec<(StreamId, mpsc::Sender<StreamEvent>)> = l
             .slots
             .iter()
-            .find(|(_, s)| !s.backlog.is_empty())
-            .map(|(id, s)| (*id, s.rx.clone()));
+            .filter(|(_, s)| !s.backlog.is_empty())
+            .map(|(id, s)| (*id, s.rx.clone()))
+            .collect();
         let room = async {
-            match &waiting {
-                Some((id, tx)) => (*id, tx.reserve().await.is_ok()),
-                None => std::future::pending().await,
+            if waiting.is_empty() {
+                return std::future::pending().await;
             }
+            let mut each: Vec<_> = waiting
+                .iter()
+                .map(|(id, tx)| Box::pin(async move { (*id, tx.reserve().await.is_ok()) }))
+                .collect();
+            std::future::poll_fn(|cx| {
+                for f in each.iter_mut() {
+                    if let std::task::Poll::Ready(v) = std::future::Future::poll(f.as_mut(), cx) {
+                        return std::task::Poll::Ready(v);
+                    }
+                }
+                std::task::Poll::Pending
+            })
+            .await
         };
         tokio::select! {
             cmd = cmds.recv() => match cmd {
@@ -355,8 +398,16 @@ impl Loop {
                     return;
                 };
                 let _ = slot.states.send(state);
+                if state != StreamState::Destroying {
+                    self.push_event(now, stream, StreamEvent::State(state));
+                }
+                let Some(slot) = self.slots.get_mut(&stream) else {
+                    return;
+                };
                 match state {
                     StreamState::Destroying => {
+                        // Last in order, if there is room (the stream is gone).
+                        let _ = slot.rx.try_send(StreamEvent::State(state));
                         if let Some(slot) = self.slots.remove(&stream) {
                             for o in slot.out {
                                 let _ = o.reply.send(Err(Error::Destroyed));
@@ -373,32 +424,54 @@ impl Loop {
                 stream,
                 data,
                 flags,
-            } => {
-                if let Some(slot) = self.slots.get_mut(&stream) {
-                    let full = if slot.backlog.is_empty() {
-                        match slot.rx.try_send((data, flags)) {
-                            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => None,
-                            Err(mpsc::error::TrySendError::Full(p)) => Some(p),
-                        }
-                    } else {
-                        Some((data, flags))
-                    };
-                    if let Some(p) = full {
-                        // The application is behind: keep the payload and pause
-                        // the stream's rx until it catches up.
-                        slot.backlog.push_back(p);
-                        if !slot.paused {
-                            slot.paused = true;
-                            let _ = self.engine.set_rx_paused(now, stream, true);
-                        }
-                    }
-                }
-            }
+            } => self.push_event(now, stream, StreamEvent::Rx(data, flags)),
             Event::Writable { stream, budget } => self.writable(now, stream, budget),
             // Only client streams are created through this API.
             Event::Accepted { .. } | Event::Listening { .. } | Event::ListenFailed { .. } => {}
             // The state that follows tells the application what happened.
             Event::ConnectionError { .. } => {}
+        }
+    }
+
+    /// Hand an event to the stream's channel, or keep it in the backlog
+    /// (pausing the stream's rx) while the application is behind.
+    fn push_event(&mut self, now: Instant, stream: StreamId, ev: StreamEvent) {
+        let Some(slot) = self.slots.get_mut(&stream) else {
+            return;
+        };
+        let full = if slot.backlog.is_empty() {
+            match slot.rx.try_send(ev) {
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => None,
+                Err(mpsc::error::TrySendError::Full(ev)) => Some(ev),
+            }
+        } else {
+            Some(ev)
+        };
+        let Some(ev) = full else {
+            return;
+        };
+        let payload = matches!(ev, StreamEvent::Rx(..));
+        slot.backlog.push_back(ev);
+        if !payload {
+            // States alone never pause the stream (an application may only
+            // watch `next_state`); beyond STATE_CAPACITY the oldest waiting
+            // state is dropped, as the state ring does for a lagging reader.
+            let states = slot
+                .backlog
+                .iter()
+                .filter(|e| !matches!(e, StreamEvent::Rx(..)));
+            if states.count() > STATE_CAPACITY {
+                if let Some(i) = slot
+                    .backlog
+                    .iter()
+                    .position(|e| !matches!(e, StreamEvent::Rx(..)))
+                {
+                    slot.backlog.remove(i);
+                }
+            }
+        } else if !slot.paused {
+            slot.paused = true;
+            let _ = self.engine.set_rx_paused(now, stream, true);
         }
     }
 

@@ -17,6 +17,8 @@ mod client;
 mod io;
 mod runtime;
 
-pub use client::{Client, Error, SsStream, COMMAND_CAPACITY, RX_CAPACITY, STATE_CAPACITY};
+pub use client::{
+    Client, Error, SsStream, StreamEvent, COMMAND_CAPACITY, RX_CAPACITY, STATE_CAPACITY,
+};
 pub use runtime::Runtime;
 pub use ss_core;

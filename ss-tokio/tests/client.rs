@@ -202,3 +202,80 @@ async fn sending_a_large_message_while_its_echo_backs_up_does_not_deadlock() {
     stop.store(true, Ordering::Relaxed);
     server.join().unwrap();
 }
+
+/// `next_event` gives payload and states in the engine's order: CONNECTED
+/// before the echo, the echo before the DISCONNECTED its server's exit causes.
+#[tokio::test]
+async fn next_event_orders_payload_and_states() {
+    use ss_tokio::StreamEvent;
+    use StreamState::*;
+    let (port, stop, server) = echo_server();
+    let client = Client::start(client_policy(port), EngineConfig::default());
+    let mut s = client.create("client").await.unwrap();
+    s.send(b"ping".to_vec()).await.unwrap();
+    let mut seen = vec![];
+    loop {
+        let ev = next_event(&mut s).await;
+        let echoed = matches!(&ev, StreamEvent::Rx(d, _) if d == b"ping");
+        seen.push(ev);
+        if echoed {
+            break;
+        }
+    }
+    // The server goes away: the stream reports it after the echo.
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+    loop {
+        let ev = next_event(&mut s).await;
+        let done = ev == StreamEvent::State(Disconnected);
+        seen.push(ev);
+        if done {
+            break;
+        }
+    }
+    let at = |want: &StreamEvent| seen.iter().position(|e| e == want).unwrap();
+    let rx = seen
+        .iter()
+        .position(|e| matches!(e, StreamEvent::Rx(..)))
+        .unwrap();
+    assert!(at(&StreamEvent::State(Connected)) < rx, "{seen:?}");
+    assert!(rx < at(&StreamEvent::State(Disconnected)), "{seen:?}");
+    s.destroy().await.unwrap();
+}
+
+async fn next_event(s: &mut ss_tokio::SsStream) -> ss_tokio::StreamEvent {
+    tokio::time::timeout(Duration::from_secs(5), s.next_event())
+        .await
+        .expect("an event in time")
+        .expect("stream alive")
+}
+
+/// A stream whose application never reads does not hold up another one:
+/// each stream's backlog drains as its own reader makes room.
+#[tokio::test]
+async fn an_unread_stream_does_not_starve_another() {
+    let (port, stop, server) = echo_server();
+    let client = Client::start(client_policy(port), EngineConfig::default());
+    let unread = client.create("client").await.unwrap();
+    let mut read = client.create("client").await.unwrap();
+    let big: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+    // Both get a large echo; only `read` is read, slowly enough to backlog.
+    unread.send(big.clone()).await.unwrap();
+    read.send(big.clone()).await.unwrap();
+    let mut got = vec![];
+    while got.len() < big.len() {
+        let (data, _) = tokio::time::timeout(Duration::from_secs(10), read.recv())
+            .await
+            .expect("the read stream keeps receiving")
+            .expect("stream alive");
+        got.extend(data);
+        if got.len() % 7 == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    assert_eq!(got, big);
+    drop(unread);
+    read.destroy().await.unwrap();
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+}

@@ -30,6 +30,15 @@ fn demo_shows_states_and_payload_and_exits_0() {
         stdout.contains("client: received \"SECURE STREAMS\""),
         "{stdout}"
     );
+    // The same echo from a proxy-mode engine, through the in-process daemon.
+    assert!(
+        stdout.contains("proxy: a client linked for a \"upper_client\" stream"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("proxied client: received \"GOODBYE\""),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("https client: state LWSSSCS_QOS_ACK_REMOTE (10)"),
         "{stdout}"

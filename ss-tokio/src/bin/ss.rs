@@ -144,11 +144,17 @@ struct DemoState {
     done: bool,
 }
 
-struct DemoClient(Rc<RefCell<DemoState>>);
+/// The echo client; the label says which one is printing.
+struct DemoClient(Rc<RefCell<DemoState>>, &'static str);
 
 impl Handler for DemoClient {
     fn state(&mut self, ctx: &mut StreamCtx<'_>, state: StreamState, _ack: u32) -> SsRet {
-        println!("client: state {} ({})", state.lws_name(), state.ordinal());
+        println!(
+            "{}: state {} ({})",
+            self.1,
+            state.lws_name(),
+            state.ordinal()
+        );
         if state == StreamState::Connected {
             let _ = ctx.request_tx();
         }
@@ -166,7 +172,7 @@ impl Handler for DemoClient {
         let Some(msg) = DEMO_MESSAGES.get(st.next) else {
             return SsRet::TxDontSend;
         };
-        println!("client: sent     {msg:?}");
+        println!("{}: sent     {msg:?}", self.1);
         buf.extend_from_slice(msg.as_bytes());
         *flags = Flags::SOM | Flags::EOM;
         st.next += 1;
@@ -179,7 +185,11 @@ impl Handler for DemoClient {
         let mut st = self.0.borrow_mut();
         st.reply.extend_from_slice(data);
         if st.reply.len() >= st.expect {
-            println!("client: received {:?}", String::from_utf8_lossy(&st.reply));
+            println!(
+                "{}: received {:?}",
+                self.1,
+                String::from_utf8_lossy(&st.reply)
+            );
             if st.next < DEMO_MESSAGES.len() {
                 let _ = ctx.request_tx();
             } else {
@@ -361,6 +371,103 @@ fn demo_https(rt: &mut Runtime) -> Result<(), String> {
     }
 }
 
+/// The proxy part of the demo: a proxy daemon (its own thread, with its own
+/// engine, listening on an abstract Unix socket) and an application engine
+/// in proxy mode (another thread, as another process would be) running the
+/// echo through it; this thread keeps serving the echo server meanwhile.
+fn demo_proxy(rt: &mut Runtime) -> Result<(), String> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let name = format!("ss-demo-{}", std::process::id());
+    // The upper_client streamtype already points at the echo server's port.
+    let policy = rt.host().engine.policy().clone();
+    let mut daemon_policy = policy.clone();
+    ProxyServer::install(&mut daemon_policy, &format!("+@{name}"))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (up_tx, up_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    let daemon_stop = stop.clone();
+    let daemon = std::thread::spawn(move || {
+        let engine = Engine::new(daemon_policy, EngineConfig::default());
+        let mut drt = Runtime::new(Host::new(engine));
+        let now = drt.now();
+        let mut px = ProxyServer::new(ProxyConfig::default());
+        if let Err(e) = px.start(&mut drt.host().engine, now) {
+            let _ = up_tx.send(Err(format!("proxy: cannot listen: {e}")));
+            return;
+        }
+        let mut app = |engine: &mut Engine, now: Instant, ev: ss_core::Event| {
+            px.handle_event(engine, now, &ev);
+            while let Some(r) = px.poll_log() {
+                match r {
+                    ProxyLog::Listening { addr } => {
+                        println!("proxy: listening on {addr}");
+                        let _ = up_tx.send(Ok(()));
+                    }
+                    ProxyLog::ListenFailed { reason } => {
+                        let _ = up_tx.send(Err(format!("proxy: cannot listen: {reason}")));
+                    }
+                    ProxyLog::LinkCreated { streamtype, .. } => {
+                        println!("proxy: a client linked for a {streamtype:?} stream; relaying it")
+                    }
+                    ProxyLog::LinkDropped { reason, .. } => println!("proxy: dropped: {reason}"),
+                    _ => {}
+                }
+            }
+        };
+        while !daemon_stop.load(Ordering::Relaxed) {
+            drt.run_app_until(Duration::from_millis(20), &mut app, &mut |_| false);
+        }
+    });
+    let client = match up_rx.recv_timeout(Duration::from_secs(2)) {
+        Ok(Ok(())) => Some(std::thread::spawn(move || {
+            let config = EngineConfig {
+                proxy: Some(SockAddr::UnixAbstract(name)),
+                ..Default::default()
+            };
+            let mut crt = Runtime::new(Host::new(Engine::new(policy, config)));
+            let state = Rc::new(RefCell::new(DemoState::default()));
+            let now = crt.now();
+            let label = "proxied client";
+            let Ok(id) = crt.host().create(
+                now,
+                "upper_client",
+                Box::new(DemoClient(state.clone(), label)),
+            ) else {
+                return false;
+            };
+            let _ = crt.host().engine.client_connect(now, id);
+            let s = state.clone();
+            let ok = crt.run_until(Duration::from_secs(3), &mut |_| s.borrow().done);
+            let now = crt.now();
+            let _ = crt.host().engine.destroy(now, id);
+            crt.run_until(Duration::from_millis(200), &mut |h| !h.has_stream(id));
+            ok
+        })),
+        Ok(Err(e)) => {
+            stop.store(true, Ordering::Relaxed);
+            let _ = daemon.join();
+            return Err(e);
+        }
+        Err(_) => None,
+    };
+    let ok = match client {
+        Some(c) => {
+            while !c.is_finished() {
+                rt.run_until(Duration::from_millis(20), &mut |_| false);
+            }
+            c.join().unwrap_or(false)
+        }
+        None => false,
+    };
+    stop.store(true, Ordering::Relaxed);
+    let _ = daemon.join();
+    if ok {
+        Ok(())
+    } else {
+        Err("the echo through the proxy daemon did not complete".into())
+    }
+}
+
 fn demo() -> ExitCode {
     println!("ss demo: an uppercase echo server and a client, both Secure Streams, on 127.0.0.1");
     let policy = match Policy::parse(DEMO_POLICY) {
@@ -405,10 +512,11 @@ fn demo() -> ExitCode {
 
     let state = Rc::new(RefCell::new(DemoState::default()));
     let now = rt.now();
-    let client = match rt
-        .host()
-        .create(now, "upper_client", Box::new(DemoClient(state.clone())))
-    {
+    let client = match rt.host().create(
+        now,
+        "upper_client",
+        Box::new(DemoClient(state.clone(), "client")),
+    ) {
         Ok(c) => c,
         Err(e) => return fail(&format!("cannot create the client stream: {e}")),
     };
@@ -419,12 +527,18 @@ fn demo() -> ExitCode {
     let ok = rt.run_until(Duration::from_secs(2), &mut |_| s.borrow().done);
     let now = rt.now();
     let _ = rt.host().engine.destroy(now, client);
-    let _ = rt.host().engine.destroy(now, server);
-    rt.run_until(Duration::from_millis(500), &mut |h| {
-        !h.has_stream(client) && !h.has_stream(server)
-    });
+    rt.run_until(Duration::from_millis(500), &mut |h| !h.has_stream(client));
     if !ok {
         return fail("the echo did not complete in 2 s");
+    }
+    println!();
+    println!("ss demo: the same echo from another engine, through a Secure Streams proxy daemon");
+    let proxied = demo_proxy(&mut rt);
+    let now = rt.now();
+    let _ = rt.host().engine.destroy(now, server);
+    rt.run_until(Duration::from_millis(500), &mut |h| !h.has_stream(server));
+    if let Err(e) = proxied {
+        return fail(&e);
     }
     println!();
     println!(
@@ -434,7 +548,8 @@ fn demo() -> ExitCode {
         return fail(&e);
     }
     println!(
-        "done: {} messages echoed and one https transaction in {} ms",
+        "done: {} messages echoed directly, {} through the proxy daemon, and one https transaction in {} ms",
+        DEMO_MESSAGES.len(),
         DEMO_MESSAGES.len(),
         t0.elapsed().as_millis()
     );

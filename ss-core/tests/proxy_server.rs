@@ -2,7 +2,7 @@
 //! `ProxyServer`, a peer engine running the onward servers (a raw echo server
 //! and an HTTP/1 server), and link clients written with the wire codec.
 
-use ss_core::engine::{ListenerId, SockAddr};
+use ss_core::engine::{ListenerId, Peer as Process, SockAddr};
 use ss_core::proxy::server::{ProxyConfig, ProxyLog, ProxyServer};
 use ss_core::proxy::wire::{
     Payload, ToClient, ToClientDecoder, ToProxy, WireMessage, PROTOCOL_VERSION, REF_CLIENT_RX_PIECE,
@@ -272,10 +272,18 @@ impl Net {
 
     /// A client connects to the daemon.
     fn connect(&mut self) -> ConnId {
+        self.connect_from(None)
+    }
+
+    /// A client connects to the daemon, the adapter telling which process.
+    fn connect_from(&mut self, peer: Option<Process>) -> ConnId {
         let c = self
             .d
             .handle_accepted(self.now, self.d_listener.unwrap())
             .unwrap();
+        if let Some(p) = peer {
+            self.d.set_peer(c, p);
+        }
         self.clients.insert(c, LinkClient::default());
         self.pump();
         c
@@ -794,4 +802,47 @@ fn a_bare_eom_joins_the_last_payload_frame() {
     );
     assert!(payloads.last().unwrap().flags.contains(Flags::EOM));
     assert!(payloads[0].flags.contains(Flags::SOM));
+}
+
+/// One client process cannot take every link: beyond
+/// `max_links_per_client` its further links are dropped, while another
+/// process (and the first one, once a link closes) still gets through.
+#[test]
+fn links_per_client_process_are_bounded() {
+    let mut n = Net::with(ProxyConfig {
+        max_links_per_client: 2,
+        ..ProxyConfig::default()
+    });
+    let greedy = Process {
+        pid: 700,
+        uid: 1000,
+    };
+    let other = Process {
+        pid: 701,
+        uid: 1000,
+    };
+    let a = n.connect_from(Some(greedy));
+    let b = n.connect_from(Some(greedy));
+    let c = n.connect_from(Some(greedy));
+    assert!(!n.closed(a) && !n.closed(b));
+    assert!(n.closed(c), "a third link from the same process");
+    assert!(
+        n.dropped()
+            .last()
+            .unwrap()
+            .contains("more than 2 links from process 700"),
+        "{:?}",
+        n.dropped()
+    );
+    let d = n.connect_from(Some(other));
+    assert!(!n.closed(d), "another process is not affected");
+    // The first process closes a link: it may open another.
+    n.send(a, &[ToProxy::Destroying]);
+    assert!(n.closed(a));
+    let e = n.connect_from(Some(greedy));
+    assert!(!n.closed(e));
+    n.send(e, &[create("echo"), ToProxy::OnwardConnect]);
+    n.take(e);
+    n.send(e, &[tx(b"still fine", Flags::NONE)]);
+    assert_eq!(rx_bytes(&n.take(e)), b"still fine");
 }

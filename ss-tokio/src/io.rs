@@ -8,7 +8,7 @@
 //! down (TCP back-pressure) instead of growing memory.
 
 use socket2::SockRef;
-use ss_core::engine::SockAddr;
+use ss_core::engine::{Peer, SockAddr};
 use ss_core::{Action, ConnId, Engine, ListenerId};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -333,6 +333,15 @@ impl Io {
                     return;
                 }
                 if let Some(conn) = engine.handle_accepted(now, listener) {
+                    if let Sock::Unix(s) = &sock {
+                        // The OS's word on who connected (SO_PEERCRED).
+                        if let Ok(c) = s.peer_cred() {
+                            let pid = c.pid().and_then(|p| u32::try_from(p).ok());
+                            if let Some(pid) = pid {
+                                engine.set_peer(conn, Peer { pid, uid: c.uid() });
+                            }
+                        }
+                    }
                     self.open(conn, sock);
                 }
                 // None: the socket is dropped, which closes it.

@@ -409,6 +409,79 @@ mod proxy {
         server.join().unwrap();
     }
 
+    /// The daemon learns from the OS which process each link comes from
+    /// (SO_PEERCRED) and bounds links per process: this test process gets
+    /// two, a third is dropped, and a link closing makes room again.
+    #[test]
+    fn the_daemon_bounds_links_per_client_process() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (port, server) = echo_server(stop.clone());
+        let dir = tempfile::tempdir().unwrap();
+        let policy = dir.path().join("policy.json");
+        std::fs::write(
+            &policy,
+            format!(
+                r#"{{"s": [{{"echo": {{"endpoint": "127.0.0.1", "port": {port}, "protocol": "raw"}}}}]}}"#
+            ),
+        )
+        .unwrap();
+        let sock = dir.path().join("proxy.sock");
+        let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_ss"))
+            .args(["proxy", "--max-links-per-client", "2", "--policy"])
+            .arg(&policy)
+            .arg("--unix")
+            .arg(&sock)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start ss proxy");
+        let stdout = daemon.stdout.take().unwrap();
+        let stderr = daemon.stderr.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        assert!(line.contains("listening"), "{line}");
+        let mut a = Link::connect(&sock);
+        let mut b = Link::connect(&sock);
+        a.open("echo");
+        b.open("echo");
+        let mut c = Link::connect(&sock);
+        assert_eq!(c.recv(), None, "a third link from this process is closed");
+        assert_eq!(b.echo(b"b still works"), b"b still works");
+        // Closing one makes room for another.
+        drop(a);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut d = loop {
+            let mut d = Link::connect(&sock);
+            d.send(&ToProxy::StreamtypeCreate {
+                pid: std::process::id(),
+                initial_tx_credit: 0,
+                streamtype: "echo".into(),
+            });
+            match d.recv() {
+                Some(ToClient::CreateResult { status: 0, .. }) => break d,
+                _ => {
+                    assert!(Instant::now() < deadline, "no room after a link closed");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        };
+        d.send(&ToProxy::OnwardConnect);
+        assert_eq!(d.echo(b"d works"), b"d works");
+        let _ = daemon.kill();
+        let _ = daemon.wait();
+        let mut err = String::new();
+        let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut err);
+        assert!(
+            err.contains(&format!(
+                "more than 2 links from process {}",
+                std::process::id()
+            )),
+            "{err}"
+        );
+        stop.store(true, Ordering::Relaxed);
+        server.join().unwrap();
+    }
+
     #[test]
     fn proxy_usage_errors_exit_2() {
         let run = |args: &[&str]| {

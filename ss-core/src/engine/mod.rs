@@ -139,6 +139,8 @@ struct Conn {
     ready: bool,
     /// When the peer last sent anything (validity checks).
     last_rx: Option<Instant>,
+    /// Who connected, for an accepted local connection whose adapter can tell.
+    peer: Option<Peer>,
     /// The adapter was told to stop reading (a stream on it has rx paused).
     rx_paused: bool,
     /// Bytes that arrived while paused, fed to the protocol on resume.
@@ -765,6 +767,21 @@ impl Engine {
         }
         c.held.extend_from_slice(data);
         true
+    }
+
+    /// Record who is on the other end of `conn` (adapters, right after
+    /// `handle_accepted`, for local sockets where the OS says: `SO_PEERCRED`).
+    pub fn set_peer(&mut self, conn: ConnId, peer: Peer) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.peer = Some(peer);
+        }
+    }
+
+    /// Who is on the other end of the stream's connection, if the adapter
+    /// said ([`Engine::set_peer`]).
+    pub fn peer_of(&self, id: StreamId) -> Option<Peer> {
+        let conn = self.streams.get(&id)?.conn?;
+        self.conns.get(&conn)?.peer
     }
 
     /// The length announced with `request_tx_len`, if any.
@@ -2041,6 +2058,7 @@ impl Conn {
             want_tls: false,
             ready: false,
             last_rx: None,
+            peer: None,
             rx_paused: false,
             held: Vec::new(),
             held_eof: false,

@@ -60,6 +60,18 @@ impl fmt::Display for SockAddr {
     }
 }
 
+/// Who is on the other end of an accepted local connection, as the OS
+/// vouches for it (`SO_PEERCRED` on a Unix socket). Adapters that can tell
+/// give it with [`Engine::set_peer`](crate::engine::Engine::set_peer); the
+/// proxy daemon uses it to bound links per client process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Peer {
+    /// The peer's process id.
+    pub pid: u32,
+    /// The peer's user id.
+    pub uid: u32,
+}
+
 /// Something the adapter must do on the engine's behalf.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {

@@ -28,7 +28,7 @@ use super::wire::{
     self, Limits, Payload, ToClient, ToProxy, ToProxyDecoder, WireMessage, MAX_FRAME_BODY,
     PAYLOAD_PREFIX_LEN, TIMEOUT_CANCEL,
 };
-use crate::engine::{Engine, Error, Event, StreamId};
+use crate::engine::{Engine, Error, Event, Peer, StreamId};
 use crate::policy::{Policy, Protocol, StreamType};
 use crate::state::{Flags, StreamState};
 use std::collections::{BTreeMap, VecDeque};
@@ -45,6 +45,10 @@ pub const DEFAULT_BUFLEN: u32 = 32 * 1024;
 pub struct ProxyConfig {
     /// Most links open at once; further ones are closed as soon as accepted.
     pub max_links: usize,
+    /// Most links open at once from one client process, when the adapter
+    /// says who connected ([`Engine::set_peer`]: `SO_PEERCRED` on a Unix
+    /// socket), so one process cannot take every link.
+    pub max_links_per_client: usize,
     /// Largest frame body accepted from a link (and sent to one); at most
     /// [`MAX_FRAME_BODY`].
     pub max_frame: usize,
@@ -57,6 +61,7 @@ impl Default for ProxyConfig {
     fn default() -> Self {
         ProxyConfig {
             max_links: 256,
+            max_links_per_client: 64,
             max_frame: MAX_FRAME_BODY,
             max_log: 1024,
         }
@@ -144,6 +149,8 @@ struct Link {
     known_md: Vec<Option<Vec<u8>>>,
     /// Declared metadata names of the streamtype.
     md_names: Vec<String>,
+    /// The client process, when the adapter could tell.
+    peer: Option<Peer>,
 }
 
 /// The proxy's server side. Feed it every engine event; it drives the engine.
@@ -155,6 +162,8 @@ pub struct ProxyServer {
     links: BTreeMap<StreamId, Link>,
     /// onward stream -> link stream.
     onward: BTreeMap<StreamId, StreamId>,
+    /// Links open per client process.
+    per_peer: BTreeMap<Peer, usize>,
     log: VecDeque<ProxyLog>,
 }
 
@@ -167,6 +176,7 @@ impl ProxyServer {
             listening: None,
             links: BTreeMap::new(),
             onward: BTreeMap::new(),
+            per_peer: BTreeMap::new(),
             log: VecDeque::new(),
         }
     }
@@ -298,6 +308,22 @@ impl ProxyServer {
                     });
                     return;
                 }
+                let peer = engine.peer_of(*stream);
+                if let Some(p) = peer {
+                    let n = self.per_peer.get(&p).copied().unwrap_or(0);
+                    if n >= self.config.max_links_per_client {
+                        let _ = engine.destroy(now, *stream);
+                        self.push_log(ProxyLog::LinkDropped {
+                            link: *stream,
+                            reason: format!(
+                                "more than {} links from process {} (uid {})",
+                                self.config.max_links_per_client, p.pid, p.uid
+                            ),
+                        });
+                        return;
+                    }
+                    self.per_peer.insert(p, n + 1);
+                }
                 let limits = Limits {
                     max_frame: self.config.max_frame.min(MAX_FRAME_BODY),
                 };
@@ -317,6 +343,7 @@ impl ProxyServer {
                         link_paused: false,
                         known_md: Vec::new(),
                         md_names: Vec::new(),
+                        peer,
                     },
                 );
                 self.push_log(ProxyLog::LinkOpened { link: *stream });
@@ -597,6 +624,14 @@ impl ProxyServer {
     /// what is queued for it first.
     fn close_link(&mut self, engine: &mut Engine, now: Instant, link: StreamId, flush: bool) {
         if let Some(l) = self.links.remove(&link) {
+            if let Some(p) = l.peer {
+                if let Some(n) = self.per_peer.get_mut(&p) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.per_peer.remove(&p);
+                    }
+                }
+            }
             if flush && !l.out.is_empty() {
                 let _ = engine.write(now, link, &l.out, Flags::NONE);
             }

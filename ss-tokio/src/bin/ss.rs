@@ -5,6 +5,7 @@
 //! ss demo
 //! ss get STREAMTYPE --policy FILE [--timeout SECS] [--send TEXT] [--via-proxy ADDR]
 //! ss proxy --policy FILE (--unix PATH | --abstract NAME | --listen ADDR:PORT) [--max-links N]
+//!          [--max-links-per-client N]
 //! ```
 
 use ss_core::engine::SockAddr;
@@ -36,12 +37,14 @@ usage:
       reference's) fulfil the stream; ADDR is +@NAME (abstract socket, e.g.
       +@proxy.ss.lws), +PATH (Unix socket) or IP:PORT.
   ss proxy --policy FILE (--unix PATH | --abstract NAME | --listen ADDR:PORT)
-           [--max-links N]
+           [--max-links N] [--max-links-per-client N]
       Run a Secure Streams proxy daemon: application processes connect one
       link per stream and speak the serialized SS protocol (the reference's
       version 1); the daemon runs their streams with FILE's policy. A --unix
-      socket is created mode 0600 (only this user can connect). Runs until
-      killed; prints where it listens, and dropped links on stderr.
+      socket is created mode 0600 (only this user can connect). Links are
+      bounded in all (default 256) and per client process on Unix sockets
+      (default 64; the OS names the process). Runs until killed; prints where
+      it listens, and dropped links on stderr.
 ";
 
 fn main() -> ExitCode {
@@ -577,6 +580,7 @@ struct ProxyArgs {
     /// The link listener's endpoint: `+/path`, `+@name` or `IP:PORT`.
     bind: String,
     max_links: Option<usize>,
+    max_links_per_client: Option<usize>,
 }
 
 impl ProxyArgs {
@@ -584,6 +588,7 @@ impl ProxyArgs {
         let mut policy = None;
         let mut bind = None;
         let mut max_links = None;
+        let mut max_links_per_client = None;
         let mut it = args.iter();
         while let Some(a) = it.next() {
             let mut value = |name: &str| {
@@ -620,12 +625,18 @@ impl ProxyArgs {
                         .map_err(|_| format!("--listen {a:?} is not ADDR:PORT"))?;
                     set_bind(a)?
                 }
-                "--max-links" => {
-                    let v = value("--max-links")?;
-                    max_links =
-                        Some(v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                            format!("--max-links {v:?} is not a positive number")
-                        })?);
+                "--max-links" | "--max-links-per-client" => {
+                    let v = value(a)?;
+                    let n = v
+                        .parse()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| format!("{a} {v:?} is not a positive number"))?;
+                    if *a == "--max-links" {
+                        max_links = Some(n);
+                    } else {
+                        max_links_per_client = Some(n);
+                    }
                 }
                 s => return Err(format!("unexpected argument {s:?}")),
             }
@@ -634,6 +645,7 @@ impl ProxyArgs {
             policy: policy.ok_or("proxy needs --policy FILE")?,
             bind: bind.ok_or("proxy needs --unix PATH, --abstract NAME or --listen ADDR:PORT")?,
             max_links,
+            max_links_per_client,
         })
     }
 }
@@ -660,6 +672,9 @@ fn run_proxy(a: &ProxyArgs) -> Result<(), String> {
     let mut config = ProxyConfig::default();
     if let Some(n) = a.max_links {
         config.max_links = n;
+    }
+    if let Some(n) = a.max_links_per_client {
+        config.max_links_per_client = n;
     }
     let mut rt = Runtime::new(Host::new(Engine::new(policy, EngineConfig::default())));
     let now = rt.now();

@@ -709,6 +709,12 @@ impl Runtime {
                     let Some(conn) = self.host.engine.handle_accepted(now, listener) else {
                         continue; // dropped: closed at once
                     };
+                    if let Sock::Unix(u) = &sock {
+                        use std::os::fd::AsRawFd;
+                        if let Some(p) = peer_cred(u.as_raw_fd()) {
+                            self.host.engine.set_peer(conn, p);
+                        }
+                    }
                     let token = self.token(Key::Conn(conn));
                     if self
                         .poll
@@ -857,4 +863,38 @@ fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// Who is on the other end of a Unix socket, as the kernel says
+/// (`SO_PEERCRED`); `None` where that is not available.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn peer_cred(fd: std::os::fd::RawFd) -> Option<ss_core::engine::Peer> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are valid for writes of a `ucred`, the size
+    // given; the kernel writes at most that much.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    let pid = u32::try_from(cred.pid).ok().filter(|p| *p != 0);
+    (r == 0).then_some(())?;
+    Some(ss_core::engine::Peer {
+        pid: pid?,
+        uid: cred.uid,
+    })
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn peer_cred(_fd: std::os::fd::RawFd) -> Option<ss_core::engine::Peer> {
+    None
 }

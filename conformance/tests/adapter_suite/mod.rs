@@ -409,6 +409,54 @@ pub fn unix_socket_endpoint<D: Driver>() {
     }
 }
 
+/// An accepted connection that records who the adapter says connected.
+struct PeerRecorder(Rc<RefCell<Option<Option<ss_core::engine::Peer>>>>);
+
+impl Handler for PeerRecorder {
+    fn state(&mut self, ctx: &mut StreamCtx<'_>, state: StreamState, _ack: u32) -> SsRet {
+        if state == StreamState::Connected {
+            let id = ctx.id();
+            *self.0.borrow_mut() = Some(ctx.engine().peer_of(id));
+        }
+        SsRet::Ok
+    }
+}
+
+/// On a Unix socket the adapter tells the engine which process connected
+/// (`SO_PEERCRED`): here, this very process.
+pub fn unix_socket_peer_is_known<D: Driver>() {
+    let dir = tempfile::tempdir().unwrap();
+    let ep = format!("+{}", dir.path().join("peer.sock").display());
+    let mut d: D = driver(policy(&ep, 0, false, retry(vec![100], 3)));
+    let seen = Rc::new(RefCell::new(None));
+    let now = d.now();
+    let rec = seen.clone();
+    let server = d
+        .host()
+        .create_server(
+            now,
+            "server",
+            Box::new(Listener),
+            Box::new(move |_| Box::new(PeerRecorder(rec.clone()))),
+        )
+        .expect("create server stream");
+    assert!(d.run_until(WAIT, &mut |h| h.listening(server).is_some()));
+    let (client, _) = create_client(&mut d, b"");
+    let now = d.now();
+    d.host().engine.client_connect(now, client).unwrap();
+    let s = seen.clone();
+    assert!(
+        d.run_until(WAIT, &mut |_| s.borrow().is_some()),
+        "[{}] no connection accepted",
+        D::NAME
+    );
+    let peer = seen.borrow().expect("recorded");
+    if cfg!(target_os = "linux") {
+        let peer = peer.unwrap_or_else(|| panic!("[{}] no peer credentials", D::NAME));
+        assert_eq!(peer.pid, std::process::id(), "[{}]", D::NAME);
+    }
+}
+
 /// The HTTP/1.1 scenario's policy: an h1 server stream and two h1 clients
 /// (GET /hello, POST /echo) of it; the clients' port is set once it listens.
 const H1_POLICY: &str = r#"{
@@ -1344,6 +1392,10 @@ macro_rules! adapter_suite {
             #[test]
             fn unix_socket_endpoint() {
                 super::adapter_suite::unix_socket_endpoint::<$d>()
+            }
+            #[test]
+            fn unix_socket_peer_is_known() {
+                super::adapter_suite::unix_socket_peer_is_known::<$d>()
             }
             #[test]
             fn h1_get_and_post_echo() {

@@ -1067,6 +1067,10 @@ struct Pair {
     destroyed: Vec<StreamId>,
     /// Requests held unanswered (stream, path, body).
     held: Vec<(StreamId, String, Vec<u8>)>,
+    /// Paths whose request stream the server pauses at SERVER_TXN.
+    pause: std::collections::BTreeSet<String>,
+    /// Bytes the client sent the server.
+    c2s_bytes: usize,
 }
 
 impl Pair {
@@ -1109,6 +1113,8 @@ impl Pair {
             seen_conns: Default::default(),
             destroyed: vec![],
             held: vec![],
+            pause: Default::default(),
+            c2s_bytes: 0,
         }
     }
 
@@ -1128,6 +1134,7 @@ impl Pair {
                     }
                     Action::Transmit { conn, data } => {
                         self.c.e.handle_sent(now, conn, data.len());
+                        self.c2s_bytes += data.len();
                         if let Some(&sc) = self.c2s.get(&conn) {
                             self.s.handle_data(now, sc, &data);
                         }
@@ -1205,6 +1212,9 @@ impl Pair {
                     .unwrap()
                     .map(|p| String::from_utf8_lossy(p).into_owned())
                     .unwrap_or_default();
+                if self.pause.contains(&path) {
+                    self.s.set_rx_paused(now, *stream, true).unwrap();
+                }
                 self.s_req.insert(*stream, (path, vec![]));
             }
             Event::Rx {
@@ -1491,4 +1501,33 @@ fn pausing_one_h2_stream_leaves_its_neighbours_running() {
     want_a.extend(big(1));
     n.assert_got(a, &want_a);
     assert_eq!(n.opened.len(), 1);
+}
+
+/// The server pauses one request stream's rx: the client's upload on it
+/// stops within its flow-control window while another upload on the same
+/// connection completes; resumed, the paused one completes too.
+#[test]
+fn h2_server_pauses_one_upload_and_not_its_neighbour() {
+    let mut p = Pair::new();
+    p.pause.insert("/a".into());
+    let big = |c: u8| -> Vec<u8> { (0..300_000u32).map(|i| c ^ (i % 251) as u8).collect() };
+    let a = p.c.post("a", big(1));
+    let b = p.c.post("b", big(2));
+    p.pump();
+    assert_eq!(p.c.opened.len(), 1, "one connection");
+    let mut want_b = b"ok:/b:".to_vec();
+    want_b.extend(big(2));
+    p.c.assert_got(b, &want_b);
+    assert!(p.c.rx(a).0.is_empty(), "the paused upload was not answered");
+    assert!(
+        p.c2s_bytes < 300_000 + 200_000,
+        "the client sent {} bytes while one upload was paused",
+        p.c2s_bytes
+    );
+    let sa = *p.s_req.keys().next().expect("the paused request is open");
+    p.s.set_rx_paused(p.c.now, sa, false).unwrap();
+    p.pump();
+    let mut want_a = b"ok:/a:".to_vec();
+    want_a.extend(big(1));
+    p.c.assert_got(a, &want_a);
 }

@@ -54,10 +54,10 @@ struct Member {
     parked: VecDeque<H2Event>,
 }
 
-/// Connection-level receive window a client grants: sixteen default stream
+/// Connection-level receive window a client (or server) grants: sixteen default stream
 /// windows, so paused streams (whose data is not credited back) leave room
 /// for their neighbours.
-const H2_CONNECTION_WINDOW: u32 = 16 * 65_535;
+pub(super) const H2_CONNECTION_WINDOW: u32 = 16 * 65_535;
 
 /// A client HTTP/2 connection shared by several streams.
 #[derive(Debug)]

@@ -14,7 +14,7 @@ use super::http::header_name;
 use super::{ConnId, Engine, Error, Event, Proto, Role, Seq, StreamId};
 use crate::proto::h2::{H2Config, H2Event, H2Server, StreamKey};
 use crate::state::{Flags, StreamState};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 /// One request being answered.
@@ -27,6 +27,9 @@ struct Txn {
     som_pending: bool,
     pending: Vec<u8>,
     pending_eom: bool,
+    /// Request body that arrived while the stream's rx was paused, replayed
+    /// on resume (bounded by the stream's window: it is not credited).
+    parked: VecDeque<H2Event>,
 }
 
 /// An accepted HTTP/2 connection.
@@ -76,7 +79,11 @@ impl Engine {
             return;
         };
         c.proto = Proto::H2Srv(Box::new(H2SrvConn {
-            m: H2Server::new(H2Config::default()),
+            // As on the client: room for paused streams' windows.
+            m: H2Server::new(H2Config {
+                connection_window: super::h2::H2_CONNECTION_WINDOW,
+                ..H2Config::default()
+            }),
             home,
             server,
             txns: BTreeMap::new(),
@@ -116,6 +123,35 @@ impl Engine {
         self.service_tx();
     }
 
+    /// Pause or resume one request stream's rx on an accepted HTTP/2
+    /// connection (as the client side does, see `h2_set_rx_paused`).
+    pub(super) fn h2s_set_rx_paused(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        sid: StreamId,
+        paused: bool,
+    ) {
+        let Some(h) = self.conns.get_mut(&conn).and_then(|c| srv_of(&mut c.proto)) else {
+            return;
+        };
+        let Some(t) = h.txns.get_mut(&sid) else {
+            return;
+        };
+        let parked = if paused {
+            VecDeque::new()
+        } else {
+            std::mem::take(&mut t.parked)
+        };
+        if let Some(key) = t.key {
+            h.m.set_rx_held(key, paused);
+        }
+        for ev in parked {
+            self.h2s_event(now, conn, ev);
+        }
+        self.h2s_pump(now, conn);
+    }
+
     fn h2s_event(&mut self, now: Instant, conn: ConnId, ev: H2Event) {
         let sid_of = |e: &mut Engine, key: StreamKey| {
             e.conns
@@ -133,6 +169,17 @@ impl Engine {
             } => self.h2s_request(now, conn, key, &method, &path, &headers),
             H2Event::Data { key, data, eom } => {
                 let Some(sid) = sid_of(self, key) else { return };
+                if self.streams.get(&sid).is_some_and(|s| s.rx_paused) {
+                    if let Some(t) = self
+                        .conns
+                        .get_mut(&conn)
+                        .and_then(|c| srv_of(&mut c.proto))
+                        .and_then(|h| h.txns.get_mut(&sid))
+                    {
+                        t.parked.push_back(H2Event::Data { key, data, eom });
+                    }
+                    return;
+                }
                 let Some(t) = self
                     .conns
                     .get_mut(&conn)
@@ -225,6 +272,7 @@ impl Engine {
             self.emit_state(id, StreamState::Connected, 0);
             id
         };
+        let paused = self.streams.get(&sid).is_some_and(|s| s.rx_paused);
         if let Some(h) = self.conns.get_mut(&conn).and_then(|c| srv_of(&mut c.proto)) {
             h.txns.insert(
                 sid,
@@ -235,6 +283,9 @@ impl Engine {
                 },
             );
             h.by_key.insert(key, sid);
+            if paused {
+                h.m.set_rx_held(key, true);
+            }
         }
         self.h2s_metadata(sid, method, path, headers);
         if let Some(s) = self.streams.get_mut(&sid) {

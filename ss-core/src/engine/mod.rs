@@ -686,6 +686,7 @@ impl Engine {
         }
         match conn {
             Some(conn) if self.is_h2_conn(conn) => self.h2_set_rx_paused(now, conn, id, paused),
+            Some(conn) if self.is_h2s_conn(conn) => self.h2s_set_rx_paused(now, conn, id, paused),
             Some(conn) => self.refresh_rx_pause(now, conn),
             None => {}
         }
@@ -713,7 +714,7 @@ impl Engine {
             && self
                 .conns
                 .get(&conn)
-                .is_some_and(|c| c.ready && !matches!(c.proto, Proto::H2(_)))
+                .is_some_and(|c| c.ready && !matches!(c.proto, Proto::H2(_) | Proto::H2Srv(_)))
             && self
                 .conn_streams(conn)
                 .iter()

@@ -112,11 +112,21 @@ impl H2Server {
         let ev = self.link.events.pop_front()?;
         if let H2Event::Data { key, data, .. } = &ev {
             if let Some(s) = self.streams.get_mut(key) {
-                s.rx.release(data.len());
+                s.rx.taken(data.len());
             }
             self.drive();
         }
         Some(ev)
+    }
+
+    /// Stop (`true`) or restart crediting the client for `key`'s request
+    /// body: per-stream back-pressure on a connection that must keep being
+    /// read for its other streams.
+    pub fn set_rx_held(&mut self, key: StreamKey, held: bool) {
+        if let Some(s) = self.streams.get_mut(&key) {
+            s.rx.set_held(held);
+        }
+        self.drive();
     }
 
     /// Streams open now (counting ones whose events are not all taken).

@@ -236,7 +236,7 @@ impl EchoClient for SsClient {
         while done < n {
             let w = window.min(n - done);
             for _ in 0..w {
-                self.s.send(msg.to_vec()).await.unwrap();
+                self.s.feed(msg.to_vec()).await.unwrap();
             }
             let mut got = 0;
             while got < w {

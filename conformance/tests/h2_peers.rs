@@ -284,6 +284,19 @@ fn h2_connections(log: &str) -> (Vec<String>, usize) {
     (ids, lines.len())
 }
 
+/// nginx's access log once it holds at least `lines` HTTP/2 requests (it
+/// may log a request just after its response went out), or after 3 s.
+fn h2_log(nginx: &Nginx, lines: usize) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let log = nginx.access_log();
+        if h2_connections(&log).1 >= lines || std::time::Instant::now() >= deadline {
+            return log;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 async fn nginx_h2() -> Nginx {
     tokio::task::spawn_blocking(|| {
         Nginx::start(NginxOpts {
@@ -362,7 +375,7 @@ async fn twenty_concurrent_gets_share_one_nginx_h2_connection() {
             assert_som_eom(&format!("f{i}"), &flags);
         }
     }
-    let (ids, n) = h2_connections(&nginx.access_log());
+    let (ids, n) = h2_connections(&h2_log(&nginx, 21));
     assert_eq!(n, 21, "{}", nginx.logs());
     assert_eq!(ids.len(), 1, "{ids:?}\n{}", nginx.logs());
 }
@@ -381,7 +394,7 @@ async fn the_8mib_big_bin_arrives_exactly_over_h2() {
     assert!(body == conformance::peers::big_bin_content(body.len()));
     assert_som_eom("big.bin", &flags);
     assert!(states.contains(&StreamState::QosAckRemote), "{states:?}");
-    let (ids, n) = h2_connections(&nginx.access_log());
+    let (ids, n) = h2_connections(&h2_log(&nginx, 1));
     assert_eq!((ids.len(), n), (1, 1), "{}", nginx.logs());
 }
 
@@ -439,7 +452,7 @@ async fn post_bodies_beyond_the_window_are_echoed_by_nginx_over_h2() {
         assert_som_eom("echo", &flags);
         assert!(states.contains(&QosAckRemote), "{states:?}");
     }
-    let (ids, n) = h2_connections(&nginx.access_log());
+    let (ids, n) = h2_connections(&h2_log(&nginx, 4));
     assert_eq!((ids.len(), n), (1, 4), "{}", nginx.logs());
 }
 
@@ -505,7 +518,7 @@ async fn a_stream_reset_by_nginx_fails_alone_while_its_neighbours_complete() {
         }
     }
     // The resets did not cost the connection.
-    let log = nginx.access_log();
+    let log = h2_log(&nginx, 7);
     let (ids, n) = h2_connections(&log);
     assert_eq!(ids.len(), 1, "{log}");
     assert!(n >= 7, "{log}");
@@ -650,7 +663,7 @@ fn a_rideshare_multipart_body_is_echoed_by_nginx_over_h2() {
         ]
     );
     assert!(parts[1].1 == file, "file part: {} bytes", parts[1].1.len());
-    let log = nginx.access_log();
+    let log = h2_log(&nginx, 1);
     assert!(
         log.lines()
             .any(|l| l.contains("HTTP/2.0 \"POST /echo HTTP/2.0\" 200")),
@@ -686,18 +699,22 @@ async fn a_302_from_nginx_is_followed_over_h2_only_when_allowed() {
             Disconnected
         ]
     );
-    let log = nginx.access_log();
-    let h2: Vec<&str> = log.lines().filter(|l| l.contains(" HTTP/2.0 ")).collect();
-    assert!(
-        h2.iter()
-            .any(|l| l.contains("\"GET /redirect HTTP/2.0\" 302")),
-        "{log}"
-    );
-    assert!(
-        h2.iter()
-            .any(|l| l.contains("\"GET /index.html HTTP/2.0\" 200")),
-        "{log}"
-    );
+    // nginx may log a request just after the response went out.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let logged = |log: &str, what: &str| {
+        log.lines()
+            .any(|l| l.contains(" HTTP/2.0 ") && l.contains(what))
+    };
+    let mut log = nginx.access_log();
+    while !(logged(&log, "\"GET /redirect HTTP/2.0\" 302")
+        && logged(&log, "\"GET /index.html HTTP/2.0\" 200"))
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        log = nginx.access_log();
+    }
+    assert!(logged(&log, "\"GET /redirect HTTP/2.0\" 302"), "{log}");
+    assert!(logged(&log, "\"GET /index.html HTTP/2.0\" 200"), "{log}");
 
     // Without allow_redirects the attempt fails, and so does each retry.
     let mut s = client.create("b").await.unwrap();
@@ -770,7 +787,7 @@ async fn streams_beyond_an_nginx_goaway_retry_on_a_new_connection() {
         );
         retried += usize::from(states.contains(&StreamState::Unreachable));
     }
-    let (ids, n) = h2_connections(&nginx.access_log());
+    let (ids, n) = h2_connections(&h2_log(&nginx, 9));
     assert_eq!(n, 9, "each file served once:\n{}", nginx.logs());
     assert!(ids.len() >= 3, "9 requests at 4 per connection: {ids:?}");
     assert!(retried > 0, "no stream was refused by a GOAWAY");

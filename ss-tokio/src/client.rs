@@ -12,11 +12,15 @@ use ss_core::policy::Protocol;
 use ss_core::{Engine, EngineConfig, Event, Flags, Policy, StreamId, StreamState};
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 /// Commands waiting for the loop, shared by the [`Client`] and all its streams.
 pub const COMMAND_CAPACITY: usize = 64;
+/// Bytes [`SsStream::feed`] may have queued per stream before it waits.
+pub const FEED_WINDOW: usize = 256 * 1024;
+
 /// Events (payload and states) received and not yet taken with
 /// [`SsStream::next_event`] or [`SsStream::recv`], per stream. Beyond it the
 /// loop keeps a backlog and pauses that stream's rx (so its peer slows down)
@@ -80,7 +84,11 @@ enum Cmd {
     Send {
         id: StreamId,
         data: Vec<u8>,
-        reply: Reply<()>,
+        /// `None` for [`SsStream::feed`]: nobody waits.
+        reply: Option<Reply<()>>,
+        /// [`SsStream::feed`]'s share of the stream's window, given back
+        /// when the engine has taken the message.
+        credit: Option<OwnedSemaphorePermit>,
     },
     SetMetadata {
         id: StreamId,
@@ -148,6 +156,7 @@ impl Client {
         Ok(SsStream {
             id: c.id,
             cmd: self.cmd.clone(),
+            credit: Arc::new(Semaphore::new(FEED_WINDOW)),
             rx: c.rx,
             states: c.states,
             destroyed: false,
@@ -159,6 +168,8 @@ impl Client {
 pub struct SsStream {
     id: StreamId,
     cmd: mpsc::Sender<Cmd>,
+    /// Bytes [`SsStream::feed`] may have in flight.
+    credit: Arc<Semaphore>,
     rx: mpsc::Receiver<StreamEvent>,
     states: broadcast::Receiver<StreamState>,
     destroyed: bool,
@@ -181,7 +192,38 @@ impl SsStream {
     /// the socket, not necessarily delivered.
     pub async fn send(&self, data: Vec<u8>) -> Result<(), Error> {
         let id = self.id;
-        self.call(|reply| Cmd::Send { id, data, reply }).await
+        self.call(|reply| Cmd::Send {
+            id,
+            data,
+            reply: Some(reply),
+            credit: None,
+        })
+        .await
+    }
+
+    /// Queue `data` as one message without waiting for the engine to take
+    /// it: many messages can then be in flight, which is what small-message
+    /// throughput needs. Waits only while [`FEED_WINDOW`] bytes fed on this
+    /// stream are not yet taken (a message larger than that waits for the
+    /// whole window). Failures are not reported here: they show in the
+    /// stream's states (and a later [`SsStream::send`] reports them).
+    pub async fn feed(&self, data: Vec<u8>) -> Result<(), Error> {
+        let want = u32::try_from(data.len().clamp(1, FEED_WINDOW)).unwrap_or(u32::MAX);
+        let credit = self
+            .credit
+            .clone()
+            .acquire_many_owned(want)
+            .await
+            .map_err(|_| Error::LoopGone)?;
+        self.cmd
+            .send(Cmd::Send {
+                id: self.id,
+                data,
+                reply: None,
+                credit: Some(credit),
+            })
+            .await
+            .map_err(|_| Error::LoopGone)
     }
 
     /// The next payload and its flags; `None` once the stream is destroyed
@@ -271,7 +313,18 @@ impl Drop for SsStream {
 struct Outgoing {
     data: Vec<u8>,
     off: usize,
-    reply: Reply<()>,
+    reply: Option<Reply<()>>,
+    /// Released (dropped) with the message.
+    _credit: Option<OwnedSemaphorePermit>,
+}
+
+impl Outgoing {
+    /// Tell a waiting sender how it went.
+    fn answer(self, r: Result<(), Error>) {
+        if let Some(reply) = self.reply {
+            let _ = reply.send(r);
+        }
+    }
 }
 
 struct Slot {
@@ -410,7 +463,7 @@ impl Loop {
                         let _ = slot.rx.try_send(StreamEvent::State(state));
                         if let Some(slot) = self.slots.remove(&stream) {
                             for o in slot.out {
-                                let _ = o.reply.send(Err(Error::Destroyed));
+                                o.answer(Err(Error::Destroyed));
                             }
                         }
                     }
@@ -475,39 +528,56 @@ impl Loop {
         }
     }
 
+    /// Write queued messages, in order, while the budget lasts (several small
+    /// ones in one go; a large one in budget-sized pieces).
     fn writable(&mut self, now: Instant, stream: StreamId, budget: usize) {
+        let http = self
+            .engine
+            .streamtype(stream)
+            .and_then(|n| self.engine.policy().streamtype(n))
+            .is_some_and(|st| matches!(st.protocol, Protocol::H1 | Protocol::H2));
         let Some(slot) = self.slots.get_mut(&stream) else {
             return;
         };
-        let Some(o) = slot.out.front_mut() else {
-            return;
-        };
-        let n = budget.max(1).min(o.data.len() - o.off);
-        let mut flags = Flags::NONE;
-        if o.off == 0 {
-            flags |= Flags::SOM;
-        }
-        if o.off + n == o.data.len() {
-            flags |= Flags::EOM;
-        }
-        match self
-            .engine
-            .write(now, stream, &o.data[o.off..o.off + n], flags)
-        {
-            Ok(_) => {
-                o.off += n;
-                if o.off == o.data.len() {
-                    if let Some(o) = slot.out.pop_front() {
-                        let _ = o.reply.send(Ok(()));
+        let mut left = budget.max(1);
+        while left > 0 {
+            let Some(o) = slot.out.front_mut() else {
+                break;
+            };
+            let n = left.min(o.data.len() - o.off);
+            let mut flags = Flags::NONE;
+            if o.off == 0 {
+                flags |= Flags::SOM;
+            }
+            if o.off + n == o.data.len() {
+                flags |= Flags::EOM;
+            }
+            match self
+                .engine
+                .write(now, stream, &o.data[o.off..o.off + n], flags)
+            {
+                Ok(_) => {
+                    left -= n;
+                    o.off += n;
+                    if o.off == o.data.len() {
+                        if let Some(o) = slot.out.pop_front() {
+                            o.answer(Ok(()));
+                        }
                     }
                 }
-            }
-            // The connection went away: keep the message for the next one.
-            Err(ss_core::Error::NotConnected(_)) => {}
-            Err(e) => {
-                if let Some(o) = slot.out.pop_front() {
-                    let _ = o.reply.send(Err(e.into()));
+                // The connection went away: keep the message for the next one.
+                Err(ss_core::Error::NotConnected(_)) => break,
+                Err(e) => {
+                    if let Some(o) = slot.out.pop_front() {
+                        o.answer(Err(e.into()));
+                    }
+                    break;
                 }
+            }
+            // An HTTP body is one message per transaction: the next message
+            // waits for its own transaction.
+            if flags.contains(Flags::EOM) && http {
+                break;
             }
         }
         if !slot.out.is_empty() {
@@ -521,21 +591,28 @@ impl Loop {
             Cmd::Create { streamtype, reply } => {
                 let _ = reply.send(self.create(now, &streamtype));
             }
-            Cmd::Send { id, data, reply } => {
-                let Some(slot) = self.slots.get_mut(&id) else {
-                    let _ = reply.send(Err(ss_core::Error::NoSuchStream(id).into()));
-                    return;
-                };
-                if data.is_empty() {
-                    let _ = reply.send(Ok(()));
-                    return;
-                }
-                let len = data.len() as u64;
-                slot.out.push_back(Outgoing {
+            Cmd::Send {
+                id,
+                data,
+                reply,
+                credit,
+            } => {
+                let o = Outgoing {
                     data,
                     off: 0,
                     reply,
-                });
+                    _credit: credit,
+                };
+                let Some(slot) = self.slots.get_mut(&id) else {
+                    o.answer(Err(ss_core::Error::NoSuchStream(id).into()));
+                    return;
+                };
+                if o.data.is_empty() {
+                    o.answer(Ok(()));
+                    return;
+                }
+                let len = o.data.len() as u64;
+                slot.out.push_back(o);
                 // An HTTP message sent alone announces its length (Content-Length).
                 let http = self
                     .engine
@@ -549,7 +626,7 @@ impl Loop {
                 };
                 if let Err(e) = r {
                     if let Some(o) = slot.out.pop_back() {
-                        let _ = o.reply.send(Err(e.into()));
+                        o.answer(Err(e.into()));
                     }
                 }
             }

@@ -72,6 +72,9 @@ pub(crate) struct Gate {
     resumed: Notify,
 }
 
+/// Bytes of queued writes gathered into one socket write.
+const WRITE_GATHER: usize = 64 * 1024;
+
 /// Most bytes one connection's reader queues for the loop before waiting.
 const MAX_QUEUED_READ: usize = 4 * READ_CHUNK;
 
@@ -519,9 +522,30 @@ async fn writer<W: AsyncWrite + Unpin + SetOptions>(
     mut rx: mpsc::UnboundedReceiver<WriteCmd>,
     tx: mpsc::Sender<IoEvent>,
 ) {
-    while let Some(cmd) = rx.recv().await {
+    // A command taken while gathering writes, to handle next.
+    let mut next: Option<WriteCmd> = None;
+    loop {
+        let cmd = match next.take() {
+            Some(c) => c,
+            None => match rx.recv().await {
+                Some(c) => c,
+                None => break,
+            },
+        };
         match cmd {
-            WriteCmd::Data(data) => {
+            WriteCmd::Data(mut data) => {
+                // Gather what is already queued into one write (fewer
+                // syscalls for many small messages), keeping the order.
+                while data.len() < WRITE_GATHER {
+                    match rx.try_recv() {
+                        Ok(WriteCmd::Data(more)) => data.extend_from_slice(&more),
+                        Ok(other) => {
+                            next = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
                 let mut off = 0;
                 while off < data.len() {
                     match w.write(&data[off..]).await {

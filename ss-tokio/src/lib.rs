@@ -18,7 +18,8 @@ mod io;
 mod runtime;
 
 pub use client::{
-    Client, Error, SsStream, StreamEvent, COMMAND_CAPACITY, RX_CAPACITY, STATE_CAPACITY,
+    Client, Error, SsStream, StreamEvent, COMMAND_CAPACITY, FEED_WINDOW, RX_CAPACITY,
+    STATE_CAPACITY,
 };
 pub use runtime::Runtime;
 pub use ss_core;

@@ -279,3 +279,40 @@ async fn an_unread_stream_does_not_starve_another() {
     stop.store(true, Ordering::Relaxed);
     server.join().unwrap();
 }
+
+/// `feed` queues without waiting for each message: a thousand small
+/// messages and one larger than the feed window all arrive, in order.
+#[tokio::test]
+async fn fed_messages_arrive_in_order() {
+    let (port, stop, server) = echo_server();
+    let client = Client::start(client_policy(port), EngineConfig::default());
+    let mut s = client.create("client").await.unwrap();
+    let mut want = vec![];
+    for i in 0..1000u32 {
+        let msg = format!("<{i}>").into_bytes();
+        want.extend_from_slice(&msg);
+        s.feed(msg).await.unwrap();
+    }
+    let big: Vec<u8> = (0..ss_tokio::FEED_WINDOW as u32 + 10_000)
+        .map(|i| (i % 241) as u8)
+        .collect();
+    want.extend_from_slice(&big);
+    s.feed(big).await.unwrap();
+    let mut got = vec![];
+    while got.len() < want.len() {
+        let (data, _) = tokio::time::timeout(Duration::from_secs(10), s.recv())
+            .await
+            .expect("echo in time")
+            .expect("stream alive");
+        got.extend(data);
+    }
+    assert!(
+        got == want,
+        "{} of {} bytes, in order?",
+        got.len(),
+        want.len()
+    );
+    s.destroy().await.unwrap();
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+}

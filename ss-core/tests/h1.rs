@@ -1008,3 +1008,67 @@ fn next_part_frames_further_parts_of_a_chunked_body_that_our_decoder_splits() {
     other.boundary = "zzz".into();
     assert_eq!(c.next_part(&other), Err(H1Error::MultipartBoundary));
 }
+
+proptest! {
+    /// Any parts written with `multipart::Writer` (each with its own name,
+    /// filename and content type, split into arbitrary `data` calls) come
+    /// back from `multipart::Decoder`, fed in arbitrary pieces, as the same
+    /// parts with the same bytes.
+    #[test]
+    fn multipart_writer_and_decoder_round_trip(
+        parts in prop::collection::vec(
+            (
+                "[a-z][a-z0-9_]{0,8}",
+                prop::option::of("[a-z0-9]{1,8}\\.bin"),
+                prop::option::of("(text/plain|application/octet-stream)"),
+                prop::collection::vec(prop::collection::vec(any::<u8>(), 0..200), 0..4),
+            ),
+            1..5,
+        ),
+        cut in 1usize..64,
+    ) {
+        let spec = |(name, filename, ct, _): &(String, Option<String>, Option<String>, Vec<Vec<u8>>)| multipart::Spec {
+            boundary: "ss-proptest-boundary-5f3a".into(),
+            name: name.clone(),
+            filename: filename.clone(),
+            content_type: ct.clone(),
+        };
+        let mut w = multipart::Writer::new(&spec(&parts[0])).unwrap();
+        let mut body = vec![];
+        for (i, p) in parts.iter().enumerate() {
+            if i > 0 {
+                w.next_part(&spec(p)).unwrap();
+            }
+            for piece in &p.3 {
+                w.data(piece, &mut body).unwrap();
+            }
+        }
+        w.finish(&mut body);
+        let mut dec = multipart::Decoder::new("ss-proptest-boundary-5f3a").unwrap();
+        let mut events = vec![];
+        for piece in body.chunks(cut) {
+            dec.feed(piece, &mut events).unwrap();
+        }
+        prop_assert!(dec.is_done());
+        let mut got: Vec<(Vec<(String, String)>, Vec<u8>)> = vec![];
+        for ev in events {
+            match ev {
+                multipart::Event::Part { headers } => got.push((headers, vec![])),
+                multipart::Event::Data { data, .. } => got.last_mut().unwrap().1.extend(data),
+                multipart::Event::End => {}
+            }
+        }
+        prop_assert_eq!(got.len(), parts.len());
+        for ((headers, data), p) in got.iter().zip(&parts) {
+            let cd = headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("content-disposition"));
+            let cd = &cd.expect("content-disposition").1;
+            prop_assert!(cd.contains(&format!("name=\"{}\"", p.0)), "{}", cd);
+            if let Some(f) = &p.1 {
+                prop_assert!(cd.contains(&format!("filename=\"{f}\"")), "{}", cd);
+            }
+            let ct = headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("content-type")).map(|h| &h.1);
+            prop_assert_eq!(ct, p.2.as_ref());
+            prop_assert_eq!(data, &p.3.concat());
+        }
+    }
+}

@@ -1009,6 +1009,9 @@ fn next_part_frames_further_parts_of_a_chunked_body_that_our_decoder_splits() {
     assert_eq!(c.next_part(&other), Err(H1Error::MultipartBoundary));
 }
 
+/// A decoded multipart part: its header fields and its bytes.
+type DecodedPart = (Vec<(String, String)>, Vec<u8>);
+
 proptest! {
     /// Any parts written with `multipart::Writer` (each with its own name,
     /// filename and content type, split into arbitrary `data` calls) come
@@ -1050,7 +1053,7 @@ proptest! {
             dec.feed(piece, &mut events).unwrap();
         }
         prop_assert!(dec.is_done());
-        let mut got: Vec<(Vec<(String, String)>, Vec<u8>)> = vec![];
+        let mut got: Vec<DecodedPart> = vec![];
         for ev in events {
             match ev {
                 multipart::Event::Part { headers } => got.push((headers, vec![])),

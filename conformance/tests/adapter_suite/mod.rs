@@ -150,17 +150,22 @@ fn driver<D: Driver>(policy: Policy) -> D {
     D::new(Host::new(Engine::new(policy, cfg)))
 }
 
-/// Create the server stream and wait until it listens; returns its id and address.
+/// Create the echo server stream and wait until it listens; returns its id
+/// and address.
 fn start_server<D: Driver>(d: &mut D) -> (StreamId, String) {
+    start_server_with(d, Box::new(|_| Box::new(Echo::default())))
+}
+
+/// Create the `server` stream, whose accepted connections get handlers
+/// from `accept`, and wait until it listens; returns its id and address.
+fn start_server_with<D: Driver>(
+    d: &mut D,
+    accept: ss_core::handler::HandlerFactory,
+) -> (StreamId, String) {
     let now = d.now();
     let server = d
         .host()
-        .create_server(
-            now,
-            "server",
-            Box::new(Listener),
-            Box::new(|_| Box::new(Echo::default())),
-        )
+        .create_server(now, "server", Box::new(Listener), accept)
         .expect("create server stream");
     let ok = d.run_until(WAIT, &mut |h| h.listening(server).is_some());
     assert!(ok, "[{}] server never reported listening", D::NAME);
@@ -429,18 +434,11 @@ pub fn unix_socket_peer_is_known<D: Driver>() {
     let ep = format!("+{}", dir.path().join("peer.sock").display());
     let mut d: D = driver(policy(&ep, 0, false, retry(vec![100], 3)));
     let seen = Rc::new(RefCell::new(None));
-    let now = d.now();
     let rec = seen.clone();
-    let server = d
-        .host()
-        .create_server(
-            now,
-            "server",
-            Box::new(Listener),
-            Box::new(move |_| Box::new(PeerRecorder(rec.clone()))),
-        )
-        .expect("create server stream");
-    assert!(d.run_until(WAIT, &mut |h| h.listening(server).is_some()));
+    start_server_with(
+        &mut d,
+        Box::new(move |_| Box::new(PeerRecorder(rec.clone()))),
+    );
     let (client, _) = create_client(&mut d, b"");
     let now = d.now();
     d.host().engine.client_connect(now, client).unwrap();
@@ -1298,26 +1296,15 @@ impl Handler for Source {
 pub fn rx_pause_holds_back_a_fast_sender<D: Driver>() {
     let mut d: D = driver(policy("127.0.0.1", 0, false, retry(vec![100], 3)));
     let sent = Rc::new(RefCell::new(0usize));
-    let now = d.now();
     let counter = sent.clone();
-    let server = d
-        .host()
-        .create_server(
-            now,
-            "server",
-            Box::new(Listener),
-            Box::new(move |_| {
-                Box::new(Source {
-                    sent: counter.clone(),
-                })
-            }),
-        )
-        .expect("create server stream");
-    assert!(d.run_until(WAIT, &mut |h| h.listening(server).is_some()));
-    let addr = match d.host().listening(server) {
-        Some(Ok(a)) => a.to_string(),
-        other => panic!("[{}] server could not listen: {other:?}", D::NAME),
-    };
+    let (_server, addr) = start_server_with(
+        &mut d,
+        Box::new(move |_| {
+            Box::new(Source {
+                sent: counter.clone(),
+            })
+        }),
+    );
     set_client_port(&mut d, port_of(&addr));
     let (client, seen) = create_client(&mut d, b"");
     let now = d.now();

@@ -529,13 +529,17 @@ impl Loop {
     }
 
     /// Write queued messages, in order, while the budget lasts (several small
-    /// ones in one go; a large one in budget-sized pieces).
+    /// ones in one go where the protocol allows; a large one in budget-sized
+    /// pieces).
     fn writable(&mut self, now: Instant, stream: StreamId, budget: usize) {
-        let http = self
+        // Raw and WebSocket streams take every write while connected; an
+        // HTTP body is one message per transaction and MQTT bounds what it
+        // queues, so those write one message per `Writable`.
+        let several = self
             .engine
             .streamtype(stream)
             .and_then(|n| self.engine.policy().streamtype(n))
-            .is_some_and(|st| matches!(st.protocol, Protocol::H1 | Protocol::H2));
+            .is_some_and(|st| matches!(st.protocol, Protocol::Raw | Protocol::Ws));
         let Some(slot) = self.slots.get_mut(&stream) else {
             return;
         };
@@ -574,9 +578,7 @@ impl Loop {
                     break;
                 }
             }
-            // An HTTP body is one message per transaction: the next message
-            // waits for its own transaction.
-            if flags.contains(Flags::EOM) && http {
+            if flags.contains(Flags::EOM) && !several {
                 break;
             }
         }

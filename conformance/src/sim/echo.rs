@@ -278,7 +278,7 @@ impl EchoConfig {
 }
 
 /// The retry policy every engine in the run uses.
-fn retry(cfg: &EchoConfig) -> RetryPolicy {
+pub(super) fn retry(cfg: &EchoConfig) -> RetryPolicy {
     RetryPolicy {
         name: "sim".into(),
         backoff_ms: cfg.backoff_ms.clone(),
@@ -328,7 +328,7 @@ pub fn client_policy(cfg: &EchoConfig, spec: &ClientSpec, server_ip: IpAddr) -> 
     }
 }
 
-fn engine_config(cfg: &EchoConfig, node: u64) -> EngineConfig {
+pub(super) fn engine_config(cfg: &EchoConfig, node: u64) -> EngineConfig {
     EngineConfig {
         seed: derive_seed(cfg.seed, 100 + node),
         connect_timeout: cfg.connect_timeout,

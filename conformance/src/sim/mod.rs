@@ -15,25 +15,30 @@
 //!   drops and reconnections, and its invariants.
 //! * [`mqtt`]: the MQTT scenario: an in-simulation broker, clients publishing
 //!   numbered QoS 1 messages and subscribing to each other, across faults.
+//! * [`proxy`]: the echo scenario's clients in proxy mode through a proxy
+//!   daemon node to the echo server, faults on links and onward connections.
 //! * [`shared`]: what the client/server scenarios share (TLS certificates,
 //!   policy helpers, the seed sweep and its fault tally).
 //!
 //! Replay a seed: `SIM_SEED=N cargo test -p conformance --test sim replay -- --nocapture`
 //! (echo), `SIM_SEED=N cargo test -p conformance --test sim_http replay -- --nocapture`
 //! (HTTP), `SIM_SEED=N cargo test -p conformance --test sim_h2 replay -- --nocapture`
-//! (HTTP/2) or `SIM_SEED=N cargo test -p conformance --test sim_ws replay -- --nocapture`
-//! (WebSocket).
+//! (HTTP/2), `SIM_SEED=N cargo test -p conformance --test sim_ws replay -- --nocapture`
+//! (WebSocket) or `SIM_SEED=N cargo test -p conformance --test sim_proxy replay -- --nocapture`
+//! (through a proxy daemon).
 
 pub mod echo;
 pub mod h2;
 pub mod http;
 pub mod mqtt;
 pub mod net;
+pub mod proxy;
 pub mod shared;
 pub mod trace;
 pub mod ws;
 
 pub use echo::{run_echo, ClientSpec, EchoConfig, EchoReport, EchoSim, StartMode};
+pub use proxy::{run_proxy, ProxySim};
 pub use net::{
     derive_seed, App, AppCx, FaultConfig, Limits, LinkId, LinkInfo, NodeId, Sim, SimError, SimRng,
     Stack, Stats,

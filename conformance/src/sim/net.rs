@@ -936,11 +936,15 @@ impl Sim {
                 l.delivered[to] += data.len() as u64;
                 let (node, conn) = l.ends[to];
                 self.stats.bytes_delivered += data.len() as u64;
+                // A stream that reports CONNECTED on data (HTTP, a proxy
+                // link) is on the connection the data came in on.
+                self.nodes[node.0].input_conn = Some(conn);
                 self.nodes[node.0]
                     .stack
                     .engine()
                     .handle_data(now, conn, &data);
                 self.pump(node);
+                self.nodes[node.0].input_conn = None;
             }
             Ev::Fin { link, to } => {
                 let Some(l) = self.links.get_mut(&link) else {
@@ -1106,6 +1110,19 @@ impl Sim {
             let evs = self.drain_events(node);
             for ev in evs {
                 busy = true;
+                // Payload and tx offers drained before the application
+                // destroyed their stream (while handling an earlier event of
+                // this batch) are moot, as `Engine::destroy` drops the ones
+                // still queued.
+                let gone = matches!(ev, Event::Rx { .. } | Event::Writable { .. })
+                    && self.nodes[node.0]
+                        .stack
+                        .engine_ref()
+                        .streamtype(ev.stream())
+                        .is_none();
+                if gone {
+                    continue;
+                }
                 self.observe(node, &ev);
                 self.call_app(node, |app, cx| app.on_event(cx, &ev));
             }
@@ -1253,8 +1270,21 @@ impl Sim {
                 // head reports CONNECTED: the reference's ss-h1 behaviour.
                 // An HTTP/2 client stream does the same once its request
                 // is open on the shared connection.
-                let h1_body = n.states.get(stream) == Some(&StreamState::Connecting)
-                    && is_http_client(n.stack.engine_ref(), *stream);
+                // A proxy client's link carries payload once the daemon
+                // accepted the stream, before the onward CONNECTED (the
+                // reference client's OPERATIONAL state).
+                let pre_connect = matches!(
+                    n.states.get(stream),
+                    Some(
+                        StreamState::Connecting
+                            | StreamState::Poll
+                            | StreamState::Unreachable
+                            | StreamState::Timeout
+                    )
+                );
+                let h1_body = (n.states.get(stream) == Some(&StreamState::Connecting)
+                    && is_http_client(n.stack.engine_ref(), *stream))
+                    || (pre_connect && n.stack.engine_ref().config().proxy.is_some());
                 if n.destroyed.contains(stream) {
                     bad.push(format!("{stream} writable after DESTROYING"));
                 } else if !n.connected.contains(stream) && !h1_body {

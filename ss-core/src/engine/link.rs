@@ -207,12 +207,27 @@ impl Engine {
         if state == StreamState::User {
             return self.emit_state(sid, state, ack);
         }
-        // The daemon's own stream lifecycle (CREATING, DESTROYING) is not ours.
-        if matches!(state, StreamState::Creating | StreamState::Destroying)
-            || last == Some(state)
+        // The daemon's own stream lifecycle (CREATING, DESTROYING) is not
+        // ours, nor is the POLL that starts each of its retries (the link,
+        // our connection, is up: a later loss of it must read as a failed
+        // attempt, not follow a POLL).
+        if matches!(
+            state,
+            StreamState::Creating | StreamState::Destroying | StreamState::Poll
+        ) || last == Some(state)
             || !state.is_legal_after(last)
         {
             return;
+        }
+        if state == StreamState::Disconnected {
+            // The onward connection is gone, and with it whatever was in
+            // flight on it. End this link too, as a direct stream's
+            // connection ends: the stream reconnects per its policy on a
+            // fresh link, so nothing written before the drop (still on its
+            // way through the old link) reaches the next onward connection.
+            self.link_destroying(conn);
+            self.close_conn(conn);
+            return self.conn_lost(now, conn);
         }
         if state == StreamState::Connected {
             if let Some(s) = self.streams.get_mut(&sid) {
@@ -224,7 +239,6 @@ impl Engine {
         if state == StreamState::Connected {
             self.service_tx();
         }
-        let _ = (now, conn);
     }
 
     /// The application wrote payload: TX_PAYLOAD frames.
@@ -285,10 +299,13 @@ impl Engine {
 
     /// Tell the daemon the stream is going away (before the link closes).
     pub(super) fn link_destroying(&mut self, conn: ConnId) {
-        if matches!(
-            self.conns.get(&conn).map(|c| &c.proto),
-            Some(Proto::Link(_))
-        ) {
+        // Only on a link that is up: one still connecting has nowhere to
+        // write yet (it is just closed).
+        if self
+            .conns
+            .get(&conn)
+            .is_some_and(|c| c.phase == super::Phase::Open && matches!(c.proto, Proto::Link(_)))
+        {
             let _ = self.link_send(conn, &ToProxy::Destroying);
         }
     }

@@ -473,6 +473,21 @@ impl Engine {
                 );
                 return Ok(());
             }
+            if self
+                .conns
+                .get(&conn)
+                .is_some_and(|c| c.phase == Phase::Open && matches!(c.proto, Proto::Link(_)))
+            {
+                // A proxy link is open while its onward stream may not be:
+                // the loss reads as DISCONNECTED only after CONNECTED.
+                self.link_destroying(conn);
+                self.attempt_fail(
+                    now,
+                    conn,
+                    "proxy link: disconnected by the application".into(),
+                );
+                return Ok(());
+            }
             self.close_conn(conn);
             // An attempt that never connected fails like any other attempt
             // (UNREACHABLE, then backoff); an open connection is a drop.

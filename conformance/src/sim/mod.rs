@@ -38,9 +38,9 @@ pub mod trace;
 pub mod ws;
 
 pub use echo::{run_echo, ClientSpec, EchoConfig, EchoReport, EchoSim, StartMode};
-pub use proxy::{run_proxy, ProxySim};
 pub use net::{
     derive_seed, App, AppCx, FaultConfig, Limits, LinkId, LinkInfo, NodeId, Sim, SimError, SimRng,
     Stack, Stats,
 };
+pub use proxy::{run_proxy, ProxySim};
 pub use trace::{Fault, FaultKind, NetStep, TraceEntry, TraceKind};

@@ -1075,7 +1075,7 @@ impl EchoSim {
         let sim = &mut self.sim;
         let _ = sim.run();
         let quiet_at = sim.elapsed();
-        let mut violations = check_echo(sim, self.server, &self.clients);
+        let violations = check_echo(sim, self.server, &self.clients);
         for c in &self.clients {
             sim.shutdown(*c);
         }
@@ -1084,25 +1084,45 @@ impl EchoSim {
         let _ = sim.run();
         sim.check_no_leaks();
 
-        let mut all = sim.violations().to_vec();
-        all.append(&mut violations);
-        let apps: Vec<&EchoClient> = self.clients.iter().filter_map(|c| sim.app(*c)).collect();
-        let streams = || apps.iter().flat_map(|a| a.streams.iter());
-        let count = |o: Outcome| streams().filter(|s| s.outcome == o).count();
-        EchoReport {
-            seed: self.seed,
-            trace: sim.trace().to_vec(),
-            stats: sim.stats().clone(),
-            violations: all,
-            server: self.server,
-            client_nodes: self.clients.clone(),
-            streams: streams().count(),
-            streams_done: count(Outcome::Done),
-            streams_gave_up: count(Outcome::GaveUp),
-            streams_destroyed: count(Outcome::Destroyed),
-            bytes_echoed: apps.iter().map(|a| a.bytes_echoed()).sum(),
+        echo_report(
+            sim,
+            self.seed,
+            self.server,
+            &self.clients,
+            violations,
             quiet_at,
-        }
+        )
+    }
+}
+
+/// The report of a finished run whose client nodes run [`EchoClient`]s:
+/// the network's own violations followed by `violations`.
+pub(super) fn echo_report(
+    sim: &Sim,
+    seed: u64,
+    server: NodeId,
+    clients: &[NodeId],
+    mut violations: Vec<String>,
+    quiet_at: Duration,
+) -> EchoReport {
+    let mut all = sim.violations().to_vec();
+    all.append(&mut violations);
+    let apps: Vec<&EchoClient> = clients.iter().filter_map(|c| sim.app(*c)).collect();
+    let streams = || apps.iter().flat_map(|a| a.streams.iter());
+    let count = |o: Outcome| streams().filter(|s| s.outcome == o).count();
+    EchoReport {
+        seed,
+        trace: sim.trace().to_vec(),
+        stats: sim.stats().clone(),
+        violations: all,
+        server,
+        client_nodes: clients.to_vec(),
+        streams: streams().count(),
+        streams_done: count(Outcome::Done),
+        streams_gave_up: count(Outcome::GaveUp),
+        streams_destroyed: count(Outcome::Destroyed),
+        bytes_echoed: apps.iter().map(|a| a.bytes_echoed()).sum(),
+        quiet_at,
     }
 }
 

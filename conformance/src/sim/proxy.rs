@@ -11,7 +11,9 @@
 //! (no byte lost, duplicated, reordered or carried over from an earlier
 //! epoch); and an epoch the stream did not report failed was echoed whole.
 
-use super::echo::{engine_config, retry, server_policy, EchoClient, EchoConfig, EchoReport};
+use super::echo::{
+    echo_report, engine_config, retry, server_policy, EchoClient, EchoConfig, EchoReport,
+};
 use super::echo::{EchoServer, Outcome, PORT, START};
 use super::net::{App, AppCx, NodeId, Sim, Stack};
 use ss_core::engine::SockAddr;
@@ -222,25 +224,14 @@ impl ProxySim {
         sim.shutdown(self.server);
         let _ = sim.run();
         sim.check_no_leaks();
-        let mut all = sim.violations().to_vec();
-        all.append(&mut violations);
-        let apps: Vec<&EchoClient> = self.clients.iter().filter_map(|c| sim.app(*c)).collect();
-        let streams = || apps.iter().flat_map(|a| a.streams.iter());
-        let count = |o: Outcome| streams().filter(|s| s.outcome == o).count();
-        EchoReport {
-            seed: self.seed,
-            trace: sim.trace().to_vec(),
-            stats: sim.stats().clone(),
-            violations: all,
-            server: self.server,
-            client_nodes: self.clients.clone(),
-            streams: streams().count(),
-            streams_done: count(Outcome::Done),
-            streams_gave_up: count(Outcome::GaveUp),
-            streams_destroyed: count(Outcome::Destroyed),
-            bytes_echoed: apps.iter().map(|a| a.bytes_echoed()).sum(),
+        echo_report(
+            sim,
+            self.seed,
+            self.server,
+            &self.clients,
+            violations,
             quiet_at,
-        }
+        )
     }
 }
 

@@ -47,6 +47,11 @@ const POLICY: &str = r#"{
     {"follow_post": {"endpoint": "127.0.0.1", "port": 443, "protocol": "h2", "tls": true,
                      "http_url": "/${f}", "http_method": "POST", "allow_redirects": true,
                      "retry": "r", "metadata": [{"f": ""}]}},
+    {"full": {"endpoint": "127.0.0.1", "port": 443, "protocol": "h2", "tls": true,
+              "http_url": "/${f}", "retry": "r", "http_cookies": true,
+              "http_auth_header": "authorization:", "http_auth_preamble": "Bearer ",
+              "http_resp_map": [{"530": 1530}],
+              "metadata": [{"f": ""}, {"tag": "x-tag:"}, {"ctype": "content-type:"}]}},
     {"srv": {"server": true, "endpoint": "127.0.0.1", "port": 0, "protocol": "raw",
              "tls": true}}
   ]
@@ -1530,4 +1535,89 @@ fn h2_server_pauses_one_upload_and_not_its_neighbour() {
     let mut want_a = b"ok:/a:".to_vec();
     want_a.extend(big(1));
     p.c.assert_got(a, &want_a);
+}
+
+/// The HTTP/1.1 policy keys carry over to HTTP/2: metadata to request
+/// headers and response headers to metadata, the auth header from its blob
+/// with its preamble, cookies kept and sent back, `http_resp_map`, and
+/// `request_tx_len` as content-length.
+#[test]
+fn http_policy_keys_carry_over_to_h2() {
+    let mut n = Net::new(H2Config::default());
+    n.e.set_system_blob(ss_core::engine::SystemBlob::Auth(0), b"tok")
+        .unwrap();
+    n.routes.insert(
+        "/one".into(),
+        (
+            200,
+            vec![
+                ("content-type".into(), "text/x-one".into()),
+                ("set-cookie".into(), "sid=abc".into()),
+            ],
+            b"one".to_vec(),
+        ),
+    );
+    n.routes
+        .insert("/two".into(), (200, vec![], b"two".to_vec()));
+    n.routes.insert("/mapped".into(), (530, vec![], vec![]));
+    let full = |n: &mut Net, f: &str, tag: &str| {
+        let id = n.e.create(n.now, "full").unwrap();
+        n.e.set_metadata(id, "f", f.as_bytes()).unwrap();
+        n.e.set_metadata(id, "tag", tag.as_bytes()).unwrap();
+        n.e.request_tx(n.now, id).unwrap();
+        n.pump();
+        id
+    };
+    let header = |r: &Req, name: &str| {
+        r.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+
+    let one = full(&mut n, "one", "t1");
+    n.assert_got(one, b"one");
+    let r = n.reqs.iter().find(|r| r.path == "/one").unwrap().clone();
+    assert_eq!(
+        header(&r, "x-tag").as_deref(),
+        Some("t1"),
+        "{:?}",
+        r.headers
+    );
+    assert_eq!(header(&r, "authorization").as_deref(), Some("Bearer tok"));
+    assert_eq!(
+        n.e.get_metadata(one, "ctype").unwrap(),
+        Some(&b"text/x-one"[..]),
+        "a response header sets its metadata"
+    );
+
+    let two = full(&mut n, "two", "t2");
+    n.assert_got(two, b"two");
+    let r = n.reqs.iter().find(|r| r.path == "/two").unwrap().clone();
+    assert_eq!(
+        header(&r, "cookie").as_deref(),
+        Some("sid=abc"),
+        "{:?}",
+        r.headers
+    );
+
+    let mapped = full(&mut n, "mapped", "t3");
+    let user: Vec<(StreamState, u32)> = n
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::State { stream, state, ack } if *stream == mapped => Some((*state, *ack)),
+            _ => None,
+        })
+        .collect();
+    assert!(user.contains(&(User, 1530)), "{user:?}");
+    assert!(user.iter().any(|(s, _)| *s == QosNackRemote), "{user:?}");
+
+    let body = vec![b'z'; 70_000];
+    let p = n.post("len", body.clone());
+    n.pump();
+    let r = n.reqs.iter().find(|r| r.path == "/len").unwrap().clone();
+    assert_eq!(header(&r, "content-length").as_deref(), Some("70000"));
+    assert!(r.body == body);
+    assert!(n.states(p).contains(&QosAckRemote));
 }

@@ -236,6 +236,11 @@ impl Engine {
         if let Some(ct) = head.implied_content_type() {
             headers.push(("content-type".into(), ct));
         }
+        // `request_tx_len` announces the body's length, as on HTTP/1.1 (a
+        // multipart body's framing is added here, so it goes without).
+        if let (h1::BodyMode::ContentLength(n), None) = (head.body, &mp) {
+            headers.push(("content-length".into(), n.to_string()));
+        }
         let req = RequestHead {
             method: head.method.clone(),
             path: head.path.clone(),

@@ -52,6 +52,9 @@ const POLICY: &str = r#"{
               "http_auth_header": "authorization:", "http_auth_preamble": "Bearer ",
               "http_resp_map": [{"530": 1530}],
               "metadata": [{"f": ""}, {"tag": "x-tag:"}, {"ctype": "content-type:"}]}},
+    {"form_url": {"endpoint": "127.0.0.1", "port": 443, "protocol": "h2", "tls": true,
+                  "http_url": "/${f}", "http_method": "POST", "http_www_form_urlencoded": true,
+                  "http_dsn_header": "x-dsn:", "retry": "r", "metadata": [{"f": ""}]}},
     {"srv": {"server": true, "endpoint": "127.0.0.1", "port": 0, "protocol": "raw",
              "tls": true}}
   ]
@@ -1620,4 +1623,49 @@ fn http_policy_keys_carry_over_to_h2() {
     assert_eq!(header(&r, "content-length").as_deref(), Some("70000"));
     assert!(r.body == body);
     assert!(n.states(p).contains(&QosAckRemote));
+}
+
+/// More HTTP/1.1 keys on HTTP/2: `http_www_form_urlencoded` sets the body's
+/// content type, a device-serial blob header goes out, and a 503 with
+/// Retry-After delays the next attempt by at least that long.
+#[test]
+fn form_urlencoded_blob_header_and_retry_after_on_h2() {
+    let mut n = Net::new(H2Config::default());
+    n.e.set_system_blob(ss_core::engine::SystemBlob::DeviceSerial, b"SN42")
+        .unwrap();
+    let id = n.e.create(n.now, "form_url").unwrap();
+    n.e.set_metadata(id, "f", b"form").unwrap();
+    n.bodies.insert(id, b"a=1&b=2".to_vec());
+    n.e.request_tx_len(n.now, id, 7).unwrap();
+    n.pump();
+    let r = n.reqs.iter().find(|r| r.path == "/form").unwrap().clone();
+    let header = |name: &str| {
+        r.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        header("content-type").as_deref(),
+        Some("application/x-www-form-urlencoded"),
+        "{:?}",
+        r.headers
+    );
+    assert_eq!(header("x-dsn").as_deref(), Some("SN42"));
+    assert_eq!(r.body, b"a=1&b=2");
+
+    // 503 with Retry-After: 1 (longer than the 100 ms backoff).
+    n.routes.insert(
+        "/busy".into(),
+        (503, vec![("retry-after".into(), "1".into())], vec![]),
+    );
+    let busy = n.get("busy");
+    n.pump();
+    let tries = |n: &Net| n.reqs.iter().filter(|r| r.path == "/busy").count();
+    assert_eq!(tries(&n), 1);
+    n.advance(Duration::from_millis(600));
+    assert_eq!(tries(&n), 1, "retried before Retry-After");
+    n.advance(Duration::from_millis(500));
+    assert_eq!(tries(&n), 2, "retried once Retry-After passed");
+    let _ = busy;
 }

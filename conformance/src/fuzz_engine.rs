@@ -2,10 +2,11 @@
 //! adapter inputs decoded from bytes, checking its invariants. Shared by the
 //! cargo-fuzz target `engine_inputs` and a proptest, so CI exercises it too.
 //!
-//! The policy holds raw, HTTP/1.1 client and server, and TLS streamtypes.
-//! Besides arbitrary bytes the harness feeds structured-ish input so the
-//! fuzzer gets past parsing: canned HTTP request / response fragments, and a
-//! real TLS server flight (captured once, [`tls_fixture`]) whole, cut or
+//! The policy holds raw, HTTP/1.1 client and server, HTTP/2, WebSocket,
+//! MQTT and TLS streamtypes. Besides arbitrary bytes the harness feeds
+//! structured-ish input so the fuzzer gets past parsing: canned HTTP request /
+//! response fragments, and real TLS flights (captured once, [`tls_fixture`]:
+//! an HTTPS exchange, op 22, and an HTTP/2-over-TLS one, op 23) whole, cut or
 //! mutated. The engine's TLS provider is seeded and reset for each run, so a
 //! run whose first TLS connection is a `tget` stream sends the very
 //! ClientHello the capture answered and can complete the handshake.
@@ -49,6 +50,11 @@ pub struct TlsFixture {
     pub server_flight: Vec<Vec<u8>>,
     /// What the client sent, transmit by transmit.
     pub client_flight: Vec<Vec<u8>>,
+    /// The same for a `t2get` client and a `t2srv` server: TLS with ALPN
+    /// `h2`, then HTTP/2 frames.
+    pub h2_server_flight: Vec<Vec<u8>>,
+    /// What the `t2get` client sent.
+    pub h2_client_flight: Vec<Vec<u8>>,
 }
 
 fn pki() -> &'static (Vec<u8>, Vec<u8>, Vec<u8>) {
@@ -78,29 +84,35 @@ pub fn tls_fixture() -> &'static TlsFixture {
     static FIXTURE: OnceLock<TlsFixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let (ca_der, leaf_der, leaf_key_der) = pki().clone();
-        let (server_flight, client_flight) = capture();
+        let (server_flight, client_flight) = capture("tget", "tsrv");
+        let (h2_server_flight, h2_client_flight) = capture("t2get", "t2srv");
         TlsFixture {
             ca_der,
             leaf_der,
             leaf_key_der,
             server_flight,
             client_flight,
+            h2_server_flight,
+            h2_client_flight,
         }
     })
 }
 
-/// Run a `tget` client engine against a `tsrv` server engine in memory and
-/// record both directions.
-fn capture() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+/// Run a `client` streamtype's engine against a `server` streamtype's engine
+/// in memory (a GET answered 200 `hello`) and record both directions.
+fn capture(client: &str, server: &str) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     let (provider, seed) = kept_provider();
     seed.reset(TLS_SEED);
     let mut c = new_engine(provider);
-    let mut s = Engine::new(fuzz_policy(), EngineConfig::default());
-    s.set_unix_time(UNIX_NOW);
+    // The server's randomness is seeded too, so a run whose first TLS
+    // session is an accepted one answers the client's flight as here.
+    let (server_provider, server_seed) = kept_provider();
+    server_seed.reset(TLS_SEED);
+    let mut s = new_engine(server_provider);
     let now = Instant::now();
     let (mut s2c, mut c2s) = (vec![], vec![]);
-    s.create(now, "tsrv").expect("tsrv");
-    let cs = c.create(now, "tget").expect("tget");
+    s.create(now, server).expect("server streamtype");
+    let cs = c.create(now, client).expect("client streamtype");
     c.request_tx(now, cs).expect("request");
     let mut listener = None;
     let mut links: Vec<(ConnId, ConnId)> = vec![];
@@ -333,13 +345,30 @@ pub fn fuzz_policy() -> Policy {
         name: "tget".into(),
         tls: true,
         tls_trust_store: Some("ts".into()),
-        ..get
+        ..get.clone()
     });
     v.push(StreamType {
         name: "tsrv".into(),
         tls: true,
         server_cert: Some("leaf".into()),
         server_key: Some("leaf_key".into()),
+        ..hsrv.clone()
+    });
+    v.push(StreamType {
+        name: "t2get".into(),
+        protocol: Protocol::H2,
+        tls: true,
+        tls_trust_store: Some("ts".into()),
+        ..get
+    });
+    v.push(StreamType {
+        name: "t2srv".into(),
+        protocol: Protocol::H2,
+        tls: true,
+        server_cert: Some("leaf".into()),
+        server_key: Some("leaf_key".into()),
+        endpoint: Some("127.0.0.1".into()),
+        port: 2,
         ..hsrv
     });
     v.push(StreamType {
@@ -605,11 +634,14 @@ pub fn run(data: &[u8]) -> Outcome {
             })),
             // A piece of the captured TLS exchange: the server's flight to a
             // client connection, the client's to an accepted one.
+            // 22: the HTTPS (HTTP/1.1) exchange; 23: the HTTP/2 one.
             22 | 23 => drop(cid.map(|c| {
-                let flight = if accepted.contains(&c) {
-                    &fixture.client_flight
-                } else {
-                    &fixture.server_flight
+                let h2 = code % 33 == 23;
+                let flight = match (accepted.contains(&c), h2) {
+                    (true, false) => &fixture.client_flight,
+                    (false, false) => &fixture.server_flight,
+                    (true, true) => &fixture.h2_client_flight,
+                    (false, true) => &fixture.h2_server_flight,
                 };
                 let piece = flight_piece(flight, b);
                 if !piece.is_empty() {

@@ -94,6 +94,19 @@ fn the_captured_tls_flight_completes_an_https_transaction() {
     assert_eq!(o.rx_bytes, 5, "{o:?}");
 }
 
+#[test]
+fn the_captured_h2_flight_completes_an_h2_transaction() {
+    let f = tls_fixture();
+    let mut data = vec![0, st("t2get"), 0, 2, 0, 0, 8, 0, 0];
+    for i in 0..f.h2_server_flight.len() as u8 {
+        data.extend([23, 0, i << 3]);
+    }
+    let o = run(&data);
+    let trace = o.trace.values().next().unwrap();
+    assert!(trace.contains(&StreamState::QosAckRemote), "{o:?}");
+    assert_eq!(o.rx_bytes, 5, "{o:?}");
+}
+
 /// Found by the proptest (minimised): a user timeout on an accepted HTTP/1.1
 /// stream, then a request. The engine used to report TIMEOUT, then
 /// SERVER_TXN, which the reference's transition table forbids; it now

@@ -796,8 +796,11 @@ impl ProxyServer {
         let bare_eom = Flags(flags.0 & !Flags::RIDESHARE.0) == Flags::EOM;
         if data.is_empty() && bare_eom {
             if let Some(at) = l.last_rx_at {
+                // The frame's flags: 4 bytes after its type and length.
                 if let Some(f) = l.out.get_mut(at + 3..at + 7) {
-                    let v = u32::from_be_bytes([f[0], f[1], f[2], f[3]]) | Flags::EOM.0;
+                    let mut b = [0u8; 4];
+                    b.copy_from_slice(f);
+                    let v = u32::from_be_bytes(b) | Flags::EOM.0;
                     f.copy_from_slice(&v.to_be_bytes());
                     return Ok(());
                 }

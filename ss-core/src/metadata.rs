@@ -38,11 +38,11 @@ pub fn references(template: &str) -> Vec<&str> {
     let mut out = vec![];
     let mut rest = template;
     while let Some(start) = rest.find("${") {
-        let after = &rest[start + 2..];
+        let after = &rest[start + 2..]; // ok: "${" found at start, 2 ASCII bytes
         match after.find('}') {
             Some(end) => {
-                out.push(&after[..end]);
-                rest = &after[end + 1..];
+                out.push(&after[..end]); // ok: end from after.find('}')
+                rest = &after[end + 1..]; // ok: '}' at end is 1 ASCII byte
             }
             None => break,
         }
@@ -61,10 +61,10 @@ pub fn substitute<'a>(
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(start) = rest.find("${") {
-        let after = &rest[start + 2..];
+        let after = &rest[start + 2..]; // ok: "${" found at start, 2 ASCII bytes
         let Some(end) = after.find('}') else { break };
-        out.push_str(&rest[..start]);
-        let name = &after[..end];
+        out.push_str(&rest[..start]); // ok: start from rest.find("${")
+        let name = &after[..end]; // ok: end from after.find('}')
         let value = lookup(name).ok_or_else(|| SubstError::Undeclared(name.to_string()))?;
         let value =
             std::str::from_utf8(value).map_err(|_| SubstError::NotUtf8(name.to_string()))?;
@@ -72,7 +72,7 @@ pub fn substitute<'a>(
             return Err(SubstError::TooLong);
         }
         out.push_str(value);
-        rest = &after[end + 1..];
+        rest = &after[end + 1..]; // ok: '}' at end is 1 ASCII byte
     }
     if out.len() + rest.len() > MAX_SUBSTITUTED_LEN {
         return Err(SubstError::TooLong);

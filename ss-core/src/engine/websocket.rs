@@ -62,8 +62,8 @@ impl Engine {
             .get(&sid)
             .and_then(|s| s.st.ws.subprotocol.clone());
         let mut random = [0u8; 16];
-        random[..8].copy_from_slice(&self.rng.next_u64().to_le_bytes());
-        random[8..].copy_from_slice(&self.rng.next_u64().to_le_bytes());
+        random[..8].copy_from_slice(&self.rng.next_u64().to_le_bytes()); // ok: a 16-byte array
+        random[8..].copy_from_slice(&self.rng.next_u64().to_le_bytes()); // ok: a 16-byte array
         let key = ws::client_key(random);
         let mut out = Vec::new();
         if let Err(e) = ws::write_upgrade_request(

@@ -127,6 +127,7 @@ impl<'a> Scanner<'a> {
     }
 
     fn expect(&mut self, c: u8) -> Result<(), PolicyError> {
+        // ok: a parser method, not Option::expect
         if self.peek() == Some(c) {
             self.pos += 1;
             Ok(())

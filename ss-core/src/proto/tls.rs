@@ -586,7 +586,7 @@ impl TlsSession {
         loop {
             match self.conn.reader().read(&mut buf) {
                 Ok(0) => return Ok(()),
-                Ok(n) => plain.extend_from_slice(&buf[..n]),
+                Ok(n) => plain.extend_from_slice(&buf[..n]), // ok: Read returns n <= buf.len()
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(TlsError::Protocol(e.to_string())),
             }

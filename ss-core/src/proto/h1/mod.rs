@@ -401,7 +401,7 @@ pub(crate) fn with_header_slots<'b, R>(
 ) -> R {
     if max <= DEFAULT_MAX_HEADERS {
         let mut hs = [httparse::EMPTY_HEADER; DEFAULT_MAX_HEADERS];
-        f(&mut hs[..max])
+        f(&mut hs[..max]) // ok: max <= DEFAULT_MAX_HEADERS here
     } else {
         f(&mut vec![httparse::EMPTY_HEADER; max])
     }

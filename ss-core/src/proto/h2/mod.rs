@@ -299,8 +299,8 @@ impl tokio::io::AsyncRead for Pipe {
             // ok: n <= a.len() + b.len() and na = min(n, a.len()), so both
             // slices are in range.
             let na = n.min(a.len());
-            buf.put_slice(&a[..na]);
-            buf.put_slice(&b[..n - na]);
+            buf.put_slice(&a[..na]); // ok: see above
+            buf.put_slice(&b[..n - na]); // ok: see above
             q.inbound.drain(..n);
             q.read_total += n as u64;
             Poll::Ready(Ok(()))
@@ -320,7 +320,7 @@ impl tokio::io::AsyncWrite for Pipe {
                 return Poll::Pending;
             }
             let n = room.min(data.len());
-            q.outbound.extend_from_slice(&data[..n]);
+            q.outbound.extend_from_slice(&data[..n]); // ok: n <= data.len()
             Poll::Ready(Ok(n))
         })
     }
@@ -447,7 +447,7 @@ impl Tx {
         let room = limit.saturating_sub(self.pending_len);
         let n = room.min(data.len());
         if n > 0 {
-            self.pending.push_back(Bytes::copy_from_slice(&data[..n]));
+            self.pending.push_back(Bytes::copy_from_slice(&data[..n])); // ok: n <= data.len()
             self.pending_len += n;
         }
         if n < data.len() {

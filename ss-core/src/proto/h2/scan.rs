@@ -68,7 +68,7 @@ impl Splitter {
         while !data.is_empty() {
             if self.preface_left > 0 {
                 let n = self.preface_left.min(data.len());
-                f(Piece::Preface(&data[..n]));
+                f(Piece::Preface(&data[..n])); // ok: n <= data.len()
                 self.preface_left -= n;
                 data = &data[n..]; // ok: n <= data.len()
                 continue;
@@ -76,7 +76,7 @@ impl Splitter {
             match self.cur {
                 None => {
                     let n = (9 - self.hdr_len).min(data.len());
-                    self.hdr[self.hdr_len..self.hdr_len + n].copy_from_slice(&data[..n]);
+                    self.hdr[self.hdr_len..self.hdr_len + n].copy_from_slice(&data[..n]); // ok: hdr_len + n <= 9, n <= data.len()
                     self.hdr_len += n;
                     data = &data[n..]; // ok: n <= data.len()
                     if self.hdr_len == 9 {
@@ -104,7 +104,7 @@ impl Splitter {
                     let n = (h.len - self.done).min(data.len());
                     self.done += n;
                     let end = self.done == h.len;
-                    f(Piece::Payload(h, &data[..n], end));
+                    f(Piece::Payload(h, &data[..n], end)); // ok: n <= data.len()
                     data = &data[n..]; // ok: n <= data.len()
                     if end {
                         self.cur = None;
@@ -192,7 +192,7 @@ impl Scanner {
                     _ => 0,
                 };
                 let room = want.saturating_sub(self.capture.len()).min(b.len());
-                self.capture.extend_from_slice(&b[..room]);
+                self.capture.extend_from_slice(&b[..room]); // ok: room <= b.len()
                 if self.held.is_none() {
                     out.extend_from_slice(b);
                 }

@@ -471,6 +471,7 @@ impl Session {
 
     fn on_suback(&mut self, s: mqttrs::Suback) -> Result<(), MqttError> {
         let [code] = s.return_codes[..] else {
+            // ok: a slice pattern, not an index
             return Err(MqttError::Protocol("SUBACK return codes do not match"));
         };
         let Some(i) = self.pending_subs.iter().position(|p| p.pkid == s.pid.get()) else {

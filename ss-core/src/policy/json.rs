@@ -126,8 +126,8 @@ impl<'a> Scanner<'a> {
         error(self.src, "", self.pos, msg)
     }
 
-    fn expect(&mut self, c: u8) -> Result<(), PolicyError> {
-        // ok: a parser method, not Option::expect
+    /// Consume byte `c`, or fail saying what was expected.
+    fn eat(&mut self, c: u8) -> Result<(), PolicyError> {
         if self.peek() == Some(c) {
             self.pos += 1;
             Ok(())
@@ -159,7 +159,7 @@ impl<'a> Scanner<'a> {
                         let koff = self.pos;
                         let key = self.string()?;
                         self.ws();
-                        self.expect(b':')?; // ok: the parser's own expect(), returns an error
+                        self.eat(b':')?;
                         self.ws();
                         let v = self.value(depth + 1)?;
                         members.push((key, koff, v));
@@ -251,7 +251,7 @@ impl<'a> Scanner<'a> {
     /// A string starting at `pos`, decoded by serde_json.
     fn string(&mut self) -> Result<String, PolicyError> {
         let start = self.pos;
-        self.expect(b'"')?; // ok: the parser's own expect(), returns an error
+        self.eat(b'"')?;
         loop {
             match self.peek() {
                 Some(b'\\') => self.pos += 2,

@@ -36,6 +36,78 @@
 //! Every API call returns typed [`H2Error`]s; no input panics (a fuzz target
 //! per machine checks that).
 
+/// The input and output half of the API, the same for [`H2Client`] and
+/// [`H2Server`] (both hold `link`, `state`, `streams` and `error`, and
+/// `drive` themselves); `$peer` names the other side in the docs.
+macro_rules! machine_io {
+    ($peer:literal) => {
+        #[doc = concat!("Bytes from the ", $peer, ". Fails once the connection has failed (the")]
+        /// GOAWAY `h2` queued for the peer is still in `poll_transmit`); after
+        /// a clean close, input is ignored.
+        pub fn handle_input(&mut self, data: &[u8]) -> Result<(), H2Error> {
+            if let Some(e) = &self.error {
+                return Err(e.clone());
+            }
+            if matches!(self.state, State::Closed) {
+                // Closed cleanly: whatever the peer still sends has no stream
+                // to go to.
+                return Ok(());
+            }
+            self.link.input(data)?;
+            self.drive();
+            match &self.error {
+                Some(e) => Err(e.clone()),
+                None => Ok(()),
+            }
+        }
+
+        #[doc = concat!("The ", $peer, " closed its side of the transport.")]
+        pub fn handle_eof(&mut self) {
+            self.link.eof();
+            self.drive();
+        }
+
+        /// Bytes for the wire, if any.
+        pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+            self.drive();
+            self.link.transmit()
+        }
+
+        /// The next event, if any. Taking a [`H2Event::Data`] credits its
+        #[doc = concat!("bytes back to the ", $peer, " (unless the stream is held).")]
+        pub fn poll_event(&mut self) -> Option<H2Event> {
+            if self.link.events.is_empty() {
+                self.drive();
+            }
+            let ev = self.link.events.pop_front()?;
+            if let H2Event::Data { key, data, .. } = &ev {
+                if let Some(s) = self.streams.get_mut(key) {
+                    s.rx.taken(data.len());
+                }
+                self.drive();
+            }
+            Some(ev)
+        }
+
+        #[doc = concat!("Stop (`true`) or restart crediting the ", $peer, " for `key`'s received")]
+        /// data: per-stream back-pressure, since HTTP/2 multiplexes many
+        /// streams on one connection that must keep being read. While held,
+        /// at most the stream's window (plus the per-stream event bound) is
+        /// buffered.
+        pub fn set_rx_held(&mut self, key: StreamKey, held: bool) {
+            if let Some(s) = self.streams.get_mut(&key) {
+                s.rx.set_held(held);
+            }
+            self.drive();
+        }
+
+        /// Streams open now (counting ones whose events are not all taken).
+        pub fn active_streams(&self) -> usize {
+            self.streams.len()
+        }
+    };
+}
+
 pub mod client;
 mod scan;
 pub mod server;

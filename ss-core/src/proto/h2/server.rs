@@ -71,68 +71,7 @@ impl H2Server {
         s
     }
 
-    /// Bytes from the client. Fails once the connection has failed (the
-    /// GOAWAY `h2` queued for the peer is still in `poll_transmit`); after
-    /// a clean close, input is ignored.
-    pub fn handle_input(&mut self, data: &[u8]) -> Result<(), H2Error> {
-        if let Some(e) = &self.error {
-            return Err(e.clone());
-        }
-        if matches!(self.state, State::Closed) {
-            // Closed cleanly: whatever the peer still sends has no stream to
-            // go to.
-            return Ok(());
-        }
-        self.link.input(data)?;
-        self.drive();
-        match &self.error {
-            Some(e) => Err(e.clone()),
-            None => Ok(()),
-        }
-    }
-
-    /// The client closed its side of the transport.
-    pub fn handle_eof(&mut self) {
-        self.link.eof();
-        self.drive();
-    }
-
-    /// Bytes for the wire, if any.
-    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.drive();
-        self.link.transmit()
-    }
-
-    /// The next event, if any. Taking a [`H2Event::Data`] credits its bytes
-    /// back to the client.
-    pub fn poll_event(&mut self) -> Option<H2Event> {
-        if self.link.events.is_empty() {
-            self.drive();
-        }
-        let ev = self.link.events.pop_front()?;
-        if let H2Event::Data { key, data, .. } = &ev {
-            if let Some(s) = self.streams.get_mut(key) {
-                s.rx.taken(data.len());
-            }
-            self.drive();
-        }
-        Some(ev)
-    }
-
-    /// Stop (`true`) or restart crediting the client for `key`'s request
-    /// body: per-stream back-pressure on a connection that must keep being
-    /// read for its other streams.
-    pub fn set_rx_held(&mut self, key: StreamKey, held: bool) {
-        if let Some(s) = self.streams.get_mut(&key) {
-            s.rx.set_held(held);
-        }
-        self.drive();
-    }
-
-    /// Streams open now (counting ones whose events are not all taken).
-    pub fn active_streams(&self) -> usize {
-        self.streams.len()
-    }
+    machine_io!("client");
 
     /// Send the response head of a request stream; `end_stream` when no
     /// body follows.

@@ -537,8 +537,7 @@ impl Loop {
         // queues, so those write one message per `Writable`.
         let several = self
             .engine
-            .streamtype(stream)
-            .and_then(|n| self.engine.policy().streamtype(n))
+            .stream_policy(stream)
             .is_some_and(|st| matches!(st.protocol, Protocol::Raw | Protocol::Ws));
         let Some(slot) = self.slots.get_mut(&stream) else {
             return;
@@ -618,8 +617,7 @@ impl Loop {
                 // An HTTP message sent alone announces its length (Content-Length).
                 let http = self
                     .engine
-                    .streamtype(id)
-                    .and_then(|n| self.engine.policy().streamtype(n))
+                    .stream_policy(id)
                     .is_some_and(|st| matches!(st.protocol, Protocol::H1 | Protocol::H2));
                 let r = if http && slot.out.len() == 1 {
                     self.engine.request_tx_len(now, id, len)

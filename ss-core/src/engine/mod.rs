@@ -663,6 +663,12 @@ impl Engine {
         self.streams.get(&id).map(|s| s.st.name.as_str())
     }
 
+    /// The stream's streamtype (its policy entry): one map lookup, where
+    /// going through the name would search the policy.
+    pub fn stream_policy(&self, id: StreamId) -> Option<&StreamType> {
+        self.streams.get(&id).map(|s| &*s.st)
+    }
+
     /// The streamtype whose part of the request body the stream is producing
     /// (the reference's `lws_ss_rideshare`): its own streamtype, until an
     /// EOM ends a part whose streamtype names a `rideshare`; then that one,

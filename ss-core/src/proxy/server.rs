@@ -419,13 +419,7 @@ impl ProxyServer {
         };
         let res = match msg {
             ToProxy::StreamtypeCreate { .. } => return Err("second STREAMTYPE on a link".into()),
-            ToProxy::OnwardConnect
-                if expects_body(
-                    engine
-                        .streamtype(o)
-                        .and_then(|n| engine.policy().streamtype(n)),
-                ) =>
-            {
+            ToProxy::OnwardConnect if expects_body(engine.stream_policy(o)) => {
                 // The request waits for the client's TX_PAYLOAD as its body
                 // (a direct POST's body goes out while CONNECTING too).
                 engine.request_tx(now, o)

@@ -1132,6 +1132,43 @@ pub fn run_echo(cfg: &EchoConfig) -> EchoReport {
     EchoSim::new(cfg).finish()
 }
 
+/// What holds for a client stream whoever echoed it (the server directly,
+/// or through a proxy daemon): it is done or gave up (nothing stalls), and
+/// per connection epoch it sent a slice of its data, the echo is a prefix of
+/// that, and the whole of it when no failure was reported.
+pub(super) fn check_stream(c: NodeId, k: usize, st: &ClientStream, v: &mut Vec<String>) {
+    if st.outcome == Outcome::Running {
+        v.push(format!(
+            "{c} stream #{k}: stalled: neither done nor given up when the network \
+             went quiet ({} of {} bytes confirmed)",
+            st.confirmed,
+            st.data.len()
+        ));
+    }
+    for (n, e) in st.epochs.iter().enumerate() {
+        let at = format!("{c} stream #{k} epoch {n} ({})", e.conn);
+        if st.data.get(e.start..e.start + e.sent.len()) != Some(&e.sent[..]) {
+            v.push(format!(
+                "{at}: client bookkeeping: sent bytes are not its data"
+            ));
+        }
+        if !e.sent.starts_with(&e.echoed) {
+            v.push(format!(
+                "{at}: the echo ({} bytes) is not a prefix of what was sent ({} bytes)",
+                e.echoed.len(),
+                e.sent.len()
+            ));
+        }
+        if !e.failed && !e.destroyed && e.echoed.len() != e.sent.len() {
+            v.push(format!(
+                "{at}: echo incomplete ({} of {}) with no failure reported",
+                e.echoed.len(),
+                e.sent.len()
+            ));
+        }
+    }
+}
+
 /// The echo invariants, checked once the network is quiet:
 ///
 /// * every client stream is done or has given up (nothing stalls);
@@ -1153,24 +1190,9 @@ pub fn check_echo(sim: &Sim, server: NodeId, clients: &[NodeId]) -> Vec<String> 
             continue;
         };
         for (k, st) in app.streams.iter().enumerate() {
-            if st.outcome == Outcome::Running {
-                v.push(format!(
-                    "{c} stream #{k}: stalled: neither done nor given up when the network \
-                     went quiet ({} of {} bytes confirmed)",
-                    st.confirmed,
-                    st.data.len()
-                ));
-            }
+            check_stream(c, k, st, &mut v);
             for e in &st.epochs {
                 let at = format!("{c} stream #{k} {}", e.conn);
-                if st.data.get(e.start..e.start + e.sent.len()) != Some(&e.sent[..]) {
-                    v.push(format!(
-                        "{at}: client bookkeeping: sent bytes are not its data"
-                    ));
-                }
-                if !e.sent.starts_with(&e.echoed) {
-                    v.push(format!("{at}: echo is not a prefix of what was sent"));
-                }
                 let Some(link) = links.iter().find(|l| l.client == (c, e.conn)) else {
                     v.push(format!(
                         "{at}: CONNECTED on a connection the network never made"
@@ -1203,22 +1225,13 @@ pub fn check_echo(sim: &Sim, server: NodeId, clients: &[NodeId]) -> Vec<String> 
                         got.len(),
                     ));
                 }
-                if !e.failed && !e.destroyed {
-                    if got.len() != e.sent.len() {
-                        v.push(format!(
-                            "{at}: lost data: {} bytes accepted by write, {} reached the \
-                             server, no failure reported",
-                            e.sent.len(),
-                            got.len()
-                        ));
-                    }
-                    if e.echoed.len() != e.sent.len() {
-                        v.push(format!(
-                            "{at}: echo incomplete ({} of {}) with no failure reported",
-                            e.echoed.len(),
-                            e.sent.len()
-                        ));
-                    }
+                if !e.failed && !e.destroyed && got.len() != e.sent.len() {
+                    v.push(format!(
+                        "{at}: lost data: {} bytes accepted by write, {} reached the \
+                         server, no failure reported",
+                        e.sent.len(),
+                        got.len()
+                    ));
                 }
             }
         }

@@ -12,9 +12,10 @@
 //! epoch); and an epoch the stream did not report failed was echoed whole.
 
 use super::echo::{
-    echo_report, engine_config, retry, server_policy, EchoClient, EchoConfig, EchoReport,
+    check_stream, echo_report, engine_config, retry, server_policy, EchoClient, EchoConfig,
+    EchoReport,
 };
-use super::echo::{EchoServer, Outcome, PORT, START};
+use super::echo::{EchoServer, PORT, START};
 use super::net::{App, AppCx, NodeId, Sim, Stack};
 use ss_core::engine::SockAddr;
 use ss_core::policy::{Policy, Protocol, StreamType};
@@ -249,34 +250,7 @@ pub fn check_proxy_echo(sim: &Sim, clients: &[NodeId]) -> Vec<String> {
             continue;
         };
         for (k, st) in app.streams.iter().enumerate() {
-            if st.outcome == Outcome::Running {
-                v.push(format!(
-                    "{c} stream #{k}: stalled: neither done nor given up when the network \
-                     went quiet ({} of {} bytes confirmed)",
-                    st.confirmed,
-                    st.data.len()
-                ));
-            }
-            for (n, e) in st.epochs.iter().enumerate() {
-                let at = format!("{c} stream #{k} epoch {n} ({})", e.conn);
-                if st.data.get(e.start..e.start + e.sent.len()) != Some(&e.sent[..]) {
-                    v.push(format!("{at}: sent bytes are not the stream's data"));
-                }
-                if !e.sent.starts_with(&e.echoed) {
-                    v.push(format!(
-                        "{at}: the echo ({} bytes) is not a prefix of what was sent ({} bytes)",
-                        e.echoed.len(),
-                        e.sent.len()
-                    ));
-                }
-                if !e.failed && !e.destroyed && e.echoed.len() != e.sent.len() {
-                    v.push(format!(
-                        "{at}: echo incomplete ({} of {}) with no failure reported",
-                        e.echoed.len(),
-                        e.sent.len()
-                    ));
-                }
-            }
+            check_stream(c, k, st, &mut v);
         }
     }
     v
